@@ -1,0 +1,130 @@
+"""Model-family adapters and the registry that picks one for a checkpoint.
+
+``load_adapter("llava-hf/llava-1.5-7b-hf")`` reads the checkpoint's config, finds the
+adapter registered for its ``model_type`` and loads model and processor with
+``from_pretrained``. Register your own with :func:`register_adapter`.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+from pathlib import Path
+from typing import Literal
+
+import torch
+
+from lvlm_heat.adapters.base import Adapter, HFAdapter, PreparedPair, blend
+from lvlm_heat.adapters.llava import LlavaAdapter
+from lvlm_heat.errors import LvlmHeatError
+
+Precision = Literal["auto", "fp32", "bf16", "fp16"]
+
+ADAPTERS: dict[str, type[HFAdapter]] = {}
+log = logging.getLogger(__name__)
+
+
+def register_adapter(cls: type[HFAdapter]) -> type[HFAdapter]:
+    """Class decorator: use ``cls`` for every ``model_type`` it lists."""
+    for model_type in cls.model_types:
+        ADAPTERS[model_type] = cls
+    return cls
+
+
+register_adapter(LlavaAdapter)
+
+
+def resolve_device(device: str = "auto") -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        resolved = torch.device(device)
+    except RuntimeError as err:
+        raise LvlmHeatError(f"unknown device {device!r}: use 'auto', 'cpu' or 'cuda[:N]'") from err
+    if resolved.type == "cuda" and not torch.cuda.is_available():
+        raise LvlmHeatError(f"device {device!r} asked for, but no CUDA GPU is available: use --device cpu")
+    return resolved
+
+
+def resolve_dtype(precision: Precision, device: torch.device) -> torch.dtype:
+    """``auto``: bf16 on a GPU that supports it, fp16 on other GPUs, fp32 on the CPU."""
+    if precision == "auto":
+        if device.type == "cuda":
+            return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        return torch.float32
+    table = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+    if precision not in table:
+        raise LvlmHeatError(f"unknown precision {precision!r}: use one of auto, fp32, bf16, fp16")
+    return table[precision]
+
+
+def _read_config(model: str):
+    from transformers import AutoConfig
+
+    try:
+        return AutoConfig.from_pretrained(model)
+    except (OSError, ValueError) as err:
+        if Path(model).exists():
+            raise LvlmHeatError(
+                f"{model} is not a Hugging Face model folder (no readable config.json): save one with save_pretrained"
+            ) from err
+        raise LvlmHeatError(
+            f"cannot load model {model!r}: not a local folder, and not a hub id that could be fetched "
+            "(check the spelling, your network or HF_HOME cache, or give a folder saved with save_pretrained)"
+        ) from err
+
+
+def _adapter_class(adapter: str | None, model_type: str, model: str) -> type[HFAdapter]:
+    if adapter:
+        module, _, name = adapter.rpartition(".")
+        try:
+            return getattr(importlib.import_module(module), name)
+        except (ImportError, AttributeError, ValueError) as err:
+            raise LvlmHeatError(f"cannot import adapter {adapter!r}: give it as 'package.module.ClassName'") from err
+    if model_type not in ADAPTERS:
+        raise LvlmHeatError(
+            f"no adapter for {model!r} (model type {model_type!r}); supported model types: "
+            f"{', '.join(sorted(ADAPTERS))}. Write one (see README, 'Add your own model') and pass --adapter"
+        )
+    return ADAPTERS[model_type]
+
+
+def load_adapter(
+    model: str, precision: Precision = "auto", device: str = "auto", adapter: str | None = None
+) -> HFAdapter:
+    """Load a checkpoint (hub id or local folder) with the adapter for its family.
+
+    Args:
+        model: Hub id or folder saved with ``save_pretrained``.
+        precision: Weights' dtype; ``auto`` picks bf16/fp16 on a GPU and fp32 on the CPU.
+        device: ``auto``, ``cpu``, ``cuda`` or ``cuda:N``.
+        adapter: Import path of an adapter class, overriding auto-detection.
+    """
+    import transformers
+    from transformers import AutoProcessor
+
+    config = _read_config(model)
+    cls = _adapter_class(adapter, getattr(config, "model_type", ""), model)
+    target = resolve_device(device)
+    dtype = resolve_dtype(precision, target)
+    model_class = getattr(transformers, cls.model_class)
+    try:
+        processor = AutoProcessor.from_pretrained(model)
+        network = model_class.from_pretrained(model, dtype=dtype)
+    except OSError as err:
+        raise LvlmHeatError(f"cannot load the weights or processor of {model!r}: {err}".splitlines()[0]) from err
+    return cls(network.to(target), processor, name=model)
+
+
+__all__ = [
+    "ADAPTERS",
+    "Adapter",
+    "HFAdapter",
+    "LlavaAdapter",
+    "PreparedPair",
+    "blend",
+    "load_adapter",
+    "register_adapter",
+    "resolve_device",
+    "resolve_dtype",
+]

@@ -1,0 +1,230 @@
+"""The adapter interface: everything the explainer needs from a vision-language model.
+
+The optimiser, the metrics and the reporting see a model only through an
+:class:`Adapter`. An adapter turns an image, its baseline, a question and an answer
+into a :class:`PreparedPair` (the processor's outputs, computed once), maps a coarse
+mask through the processor's geometry onto every pixel tensor the model takes, and
+scores the answer tokens of a batch of composite inputs.
+
+:class:`HFAdapter` implements all of it for Hugging Face models but the geometry;
+a family adapter adds :meth:`Adapter.project_mask` (and, where its pixel tensors have
+no batch dimension, :meth:`HFAdapter.batch_inputs`).
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import torch
+from PIL import Image
+from torch import Tensor
+
+from lvlm_heat.geometry import ViewWindow
+
+
+@dataclass
+class PreparedPair:
+    """Everything about one image-question-answer triple that stays fixed while the mask is optimised.
+
+    Attributes:
+        text: Token inputs, ``input_ids`` and ``attention_mask`` of shape ``(1, L)``: the prompt
+            followed by the answer without its last token (teacher forcing).
+        image: The processor's pixel tensors for the image I, by model-input name.
+        baseline: The same tensors for the baseline B (same shapes).
+        fixed: Model inputs that do not depend on pixel values (``image_sizes``, grids), as the
+            processor returned them for one image.
+        answer_ids: ``(T,)`` answer token ids.
+        image_size: ``(H, W)`` of the original image.
+        geometry: Whatever the adapter needs to map a mask onto ``image`` (per-family).
+        guide: An image-shaped view ``(1, C, H, W)`` of the image in the normalised space where the
+            mask is applied, and its :class:`~lvlm_heat.geometry.ViewWindow`: the edges the bilateral
+            TV follows.
+    """
+
+    text: dict[str, Tensor]
+    image: dict[str, Tensor]
+    baseline: dict[str, Tensor]
+    answer_ids: Tensor
+    image_size: tuple[int, int]
+    fixed: dict[str, Tensor] = field(default_factory=dict)
+    geometry: Any = None
+    guide: tuple[Tensor, ViewWindow] | None = None
+
+
+def blend(prepared: PreparedPair, weights: dict[str, Tensor], insertion: bool) -> dict[str, Tensor]:
+    """Composites ``phi(X, Y, W) = X * W + Y * (1 - W)`` on every pixel tensor.
+
+    Deletion keeps the image where ``W`` is high (``X = I, Y = B``); insertion swaps them.
+
+    Args:
+        prepared: The pair, with pixel tensors of shape ``S`` for one image.
+        weights: Per pixel tensor, ``(N, ...)`` masks broadcastable against ``S``.
+        insertion: Build ``phi(B, I, W)`` instead of ``phi(I, B, W)``.
+
+    Returns:
+        Per pixel tensor, ``(N, *S)`` composites in float32.
+    """
+    out = {}
+    for key, weight in weights.items():
+        keep, fill = prepared.image[key].float(), prepared.baseline[key].float()
+        if insertion:
+            keep, fill = fill, keep
+        out[key] = keep * weight + fill * (1 - weight)  # exact at weight 0 and 1
+    return out
+
+
+class Adapter(ABC):
+    """What the explainer needs from a model. Subclass it to plug in any model.
+
+    Attributes:
+        model_types: ``config.model_type`` values this adapter handles (for auto-detection).
+        model: The frozen model, in eval mode.
+    """
+
+    model_types: ClassVar[tuple[str, ...]] = ()
+    model: torch.nn.Module
+    name: str = ""
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return next(self.model.parameters()).dtype
+
+    @abstractmethod
+    def generate(self, image: Image.Image, question: str, max_new_tokens: int) -> Tensor:
+        """The model's greedy answer, ``(T,)`` token ids without special tokens at the end."""
+
+    @abstractmethod
+    def encode_answer(self, answer: str) -> Tensor:
+        """A user-given answer as ``(T,)`` token ids, tokenised as the model would emit it."""
+
+    @abstractmethod
+    def prepare(self, image: Image.Image, baseline: Image.Image, question: str, answer_ids: Tensor) -> PreparedPair:
+        """Run the processor once on the image and once on the baseline."""
+
+    @abstractmethod
+    def project_mask(self, mask: Tensor, prepared: PreparedPair) -> dict[str, Tensor]:
+        """Map ``(N, 1, h, w)`` mask cells over the original image onto every pixel tensor.
+
+        Returns, per key of ``prepared.image``, ``(N, ...)`` weights broadcastable against it,
+        so that :func:`blend` gives the composite. At mask 1 the composite must equal
+        ``prepared.image`` exactly and at mask 0 ``prepared.baseline``.
+        """
+
+    @abstractmethod
+    def answer_log_probs(self, prepared: PreparedPair, pixels: dict[str, Tensor]) -> Tensor:
+        """``(N, T)`` natural-log probabilities of the answer tokens for ``N`` composites."""
+
+    @abstractmethod
+    def token_texts(self, answer_ids: Tensor) -> tuple[list[str], list[bool]]:
+        """The text each answer token contributes (concatenated: the answer) and whether it is special."""
+
+
+class HFAdapter(Adapter):
+    """A Hugging Face model with its processor and chat template; geometry left to the family.
+
+    Args:
+        model: A ``*ForConditionalGeneration`` model.
+        processor: Its ``AutoProcessor``.
+        name: The model id or folder it was loaded from (for reports).
+    """
+
+    model_class: ClassVar[str] = "AutoModelForImageTextToText"
+
+    def __init__(self, model: torch.nn.Module, processor: Any, name: str = "") -> None:
+        self.model = model.eval().requires_grad_(False)
+        self.processor = processor
+        self.tokenizer = processor.tokenizer
+        self.name = name
+
+    # -- text -----------------------------------------------------------------------------
+    def chat_prompt(self, question: str) -> str:
+        """The prompt up to where the assistant's answer starts, from the processor's chat template."""
+        conversation = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": question}]}]
+        if getattr(self.processor, "chat_template", None):
+            return self.processor.apply_chat_template(conversation, add_generation_prompt=True)
+        token = getattr(self.processor, "image_token", "<image>")
+        return f"USER: {token}\n{question} ASSISTANT:"
+
+    def encode_answer(self, answer: str) -> Tensor:
+        ids = self.tokenizer(" " + answer.strip(), add_special_tokens=False)["input_ids"]
+        return torch.tensor(ids, dtype=torch.long)
+
+    def token_texts(self, answer_ids: Tensor) -> tuple[list[str], list[bool]]:
+        ids = answer_ids.tolist()
+        texts, previous = [], ""
+        for k in range(len(ids)):
+            decoded = self.tokenizer.decode(ids[: k + 1], skip_special_tokens=False)
+            texts.append(decoded[len(previous) :] if decoded.startswith(previous) else self.tokenizer.decode(ids[k]))
+            previous = decoded
+        special = set(self.tokenizer.all_special_ids)
+        return texts, [i in special for i in ids]
+
+    # -- model calls ----------------------------------------------------------------------
+    def _inputs(self, image: Image.Image, text: str) -> dict[str, Tensor]:
+        return dict(self.processor(images=image, text=text, return_tensors="pt"))
+
+    @torch.no_grad()
+    def generate(self, image: Image.Image, question: str, max_new_tokens: int) -> Tensor:
+        inputs = self._inputs(image, self.chat_prompt(question))
+        inputs = {k: self._to_device(v) for k, v in inputs.items()}
+        out = self.model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False)
+        ids = out[0, inputs["input_ids"].shape[1] :]
+        special = torch.tensor(sorted(set(self.tokenizer.all_special_ids)), device=ids.device)
+        while len(ids) and torch.isin(ids[-1], special):
+            ids = ids[:-1]
+        return ids.cpu()
+
+    def prepare(self, image: Image.Image, baseline: Image.Image, question: str, answer_ids: Tensor) -> PreparedPair:
+        prompt = self.chat_prompt(question)
+        with_image = self._inputs(image, prompt)
+        with_baseline = self._inputs(baseline, prompt)
+        pixel_keys = [k for k in with_image if k.startswith("pixel_values") or k.endswith("pixel_values")]
+        text_keys = ("input_ids", "attention_mask")
+        prompt_ids = with_image["input_ids"]
+        if not torch.equal(prompt_ids, with_baseline["input_ids"]):
+            raise RuntimeError("the processor tokenised the prompt differently for the image and the baseline")
+        answer_ids = answer_ids.to(prompt_ids)
+        input_ids = torch.cat([prompt_ids, answer_ids[None, :-1]], dim=1)
+        text = {"input_ids": input_ids, "attention_mask": torch.ones_like(input_ids)}
+        fixed = {k: v for k, v in with_image.items() if k not in pixel_keys and k not in text_keys}
+        prepared = PreparedPair(
+            text={k: self._to_device(v) for k, v in text.items()},
+            image={k: self._to_device(with_image[k]).float() for k in pixel_keys},
+            baseline={k: self._to_device(with_baseline[k]).float() for k in pixel_keys},
+            answer_ids=self._to_device(answer_ids),
+            image_size=(image.height, image.width),
+            fixed={k: self._to_device(v) for k, v in fixed.items()},
+        )
+        prepared.geometry = self.geometry(image, prepared)
+        return prepared
+
+    def geometry(self, image: Image.Image, prepared: PreparedPair) -> Any:
+        """Precompute what :meth:`project_mask` needs (default: nothing)."""
+        return None
+
+    def batch_inputs(self, prepared: PreparedPair, pixels: dict[str, Tensor], count: int) -> dict[str, Tensor]:
+        """Model keyword inputs for ``count`` composites whose pixel tensors are ``(count, *S)``.
+
+        The default suits processors whose pixel tensors carry a batch dimension of one.
+        """
+        inputs = {k: v.flatten(0, 1).to(self.dtype) for k, v in pixels.items()}
+        inputs.update({k: v.expand(count, *v.shape[1:]) for k, v in prepared.text.items()})
+        inputs.update({k: v.repeat(count, *([1] * (v.dim() - 1))) for k, v in prepared.fixed.items()})
+        return inputs
+
+    def answer_log_probs(self, prepared: PreparedPair, pixels: dict[str, Tensor]) -> Tensor:
+        count = next(iter(pixels.values())).shape[0]
+        steps = prepared.answer_ids.numel()
+        inputs = self.batch_inputs(prepared, pixels, count)
+        logits = self.model(**inputs, logits_to_keep=steps, use_cache=False).logits[:, -steps:].float()
+        targets = prepared.answer_ids.expand(count, steps)
+        return logits.log_softmax(-1).gather(-1, targets[..., None]).squeeze(-1)
+
+    def _to_device(self, value: Any) -> Any:
+        return value.to(self.device) if isinstance(value, Tensor) else value

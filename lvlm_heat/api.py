@@ -1,0 +1,73 @@
+"""The Python API: load a model once, explain many pairs.
+
+>>> from lvlm_heat import Explainer                                  # doctest: +SKIP
+>>> explainer = Explainer("llava-hf/llava-1.5-7b-hf")                # doctest: +SKIP
+>>> result = explainer.explain("photo.jpg", "What is the man holding?")  # doctest: +SKIP
+>>> result.saliency.shape, result.selected_tokens, result.deletion_auc   # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from PIL import Image
+
+from lvlm_heat.adapters import Precision, load_adapter
+from lvlm_heat.data import DEMO_MODEL, load_image
+from lvlm_heat.pipeline import ExplainConfig, Explanation, explain_pair, quiet_libraries
+
+
+class Explainer:
+    """A model loaded once, ready to explain image-question pairs.
+
+    Args:
+        model: Hub id, local folder saved with ``save_pretrained``, or ``"demo"`` (the shipped
+            demo model, the default).
+        precision: ``auto`` (bf16/fp16 on a GPU, fp32 on the CPU), ``fp32``, ``bf16`` or ``fp16``.
+        device: ``auto``, ``cpu``, ``cuda`` or ``cuda:N``.
+        adapter: Import path of an adapter class, to override auto-detection.
+        config: Explanation settings (METHOD.md defaults).
+    """
+
+    def __init__(
+        self,
+        model: str | Path = "demo",
+        *,
+        precision: Precision = "auto",
+        device: str = "auto",
+        adapter: str | None = None,
+        config: ExplainConfig | None = None,
+    ) -> None:
+        quiet_libraries()
+        model = DEMO_MODEL if str(model) == "demo" else model
+        self.adapter = load_adapter(str(model), precision=precision, device=device, adapter=adapter)
+        self.config = config or ExplainConfig()
+
+    def explain(
+        self,
+        image: str | Path | Image.Image,
+        question: str,
+        answer: str | None = None,
+        *,
+        pair_id: str | None = None,
+        output_dir: str | Path | None = None,
+        **trainer_overrides: Any,
+    ) -> Explanation:
+        """Explain one pair; write ``output_dir/<pair_id>/`` when ``output_dir`` is given.
+
+        Returns:
+            An :class:`~lvlm_heat.pipeline.Explanation`: ``saliency`` ``(H, W)`` over the original
+            image, ``tokens`` with their LLR, ``deletion_auc``, ``insertion_auc``, the curves and
+            the per-iteration loss ``history``.
+        """
+        path = None
+        if not isinstance(image, Image.Image):
+            path = Path(image)
+            image = load_image(path)
+        pair_id = pair_id or (path.stem if path else "pair")
+        return explain_pair(
+            self.adapter, image, question, answer=answer, config=self.config, pair_id=pair_id,
+            output_dir=Path(output_dir) if output_dir is not None else None,
+            image_path=str(path) if path else None, trainer_overrides=trainer_overrides or None,
+        )

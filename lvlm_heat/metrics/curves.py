@@ -1,0 +1,91 @@
+"""Deletion and insertion curves (METHOD.md section 7), apart from their AUC.
+
+Cells are ranked from most to least important (ascending mask value, ties in raster
+order) and removed in ``K`` steps of ``floor(N / K)`` cells, the last step taking the
+rest. Deletion replaces removed cells of the image by the baseline; insertion starts
+from the baseline and puts the image back. Each point is the mean probability of the
+selected tokens, normalised so the image scores 1 and the baseline 0.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+# score_fn(keep_masks, insertion) -> (N,) mean probability of the selected tokens, where keep_masks
+# is (N, 1, h, w) with 1 = cell untouched, 0 = cell removed (taken from the other image).
+ScoreFn = Callable[[Tensor, bool], Tensor]
+
+
+@dataclass
+class Curve:
+    """One perturbation curve.
+
+    Attributes:
+        fractions: ``(K + 1,)`` fraction of cells removed (deletion) or inserted (insertion).
+        probs: ``(K + 1,)`` raw mean probability of the selected tokens.
+        normalized: ``(K + 1,)`` ``(p - p(B)) / (p(I) - p(B))``.
+    """
+
+    fractions: Tensor
+    probs: Tensor
+    normalized: Tensor
+
+    @property
+    def auc(self) -> float:
+        return float(trapezoid_auc(self.fractions, self.normalized))
+
+
+def trapezoid_auc(fractions: Tensor, values: Tensor) -> Tensor:
+    """Trapezoidal area under ``values`` over ``fractions`` (the last dimension).
+
+    Example:
+        >>> trapezoid_auc(torch.tensor([0.0, 0.5, 1.0]), torch.tensor([1.0, 0.5, 0.0]))
+        tensor(0.5000)
+    """
+    widths = fractions[..., 1:] - fractions[..., :-1]
+    return (widths * (values[..., 1:] + values[..., :-1]) / 2).sum(-1)
+
+
+def removal_masks(mask: Tensor, steps: int = 50) -> tuple[Tensor, Tensor]:
+    """The keep-masks of a perturbation curve.
+
+    Args:
+        mask: ``(1, 1, h, w)`` mask, low = important.
+        steps: ``K``; fewer when the mask has fewer than ``K`` cells.
+
+    Returns:
+        ``(K + 1, 1, h, w)`` keep-masks (step 0 keeps everything, step K removes everything)
+        and ``(K + 1,)`` fractions of cells removed.
+
+    Example:
+        >>> keep, fractions = removal_masks(torch.tensor([[[[0.9, 0.1], [0.5, 0.1]]]]), steps=2)
+        >>> keep[:, 0].tolist()
+        [[[1.0, 1.0], [1.0, 1.0]], [[1.0, 0.0], [1.0, 0.0]], [[0.0, 0.0], [0.0, 0.0]]]
+        >>> fractions.tolist()
+        [0.0, 0.5, 1.0]
+    """
+    cells = mask.numel()
+    steps = max(1, min(steps, cells))
+    order = torch.argsort(mask.flatten().float(), stable=True)
+    per_step = cells // steps
+    counts = torch.tensor([min(k * per_step, cells) if k < steps else cells for k in range(steps + 1)])
+    rank = torch.empty(cells, dtype=torch.long, device=mask.device)
+    rank[order] = torch.arange(cells, device=mask.device)
+    keep = (rank[None, :] >= counts.to(mask.device)[:, None]).to(mask.dtype)
+    return keep.view(steps + 1, 1, *mask.shape[-2:]), counts.to(torch.float32) / cells
+
+
+@torch.no_grad()
+def perturbation_curve(
+    score_fn: ScoreFn, mask: Tensor, p_image: float, p_baseline: float, insertion: bool, steps: int = 50
+) -> Curve:
+    """Deletion (``insertion=False``) or insertion curve of ``mask`` under ``score_fn``."""
+    keep, fractions = removal_masks(mask, steps)
+    probs = score_fn(keep, insertion).float().cpu()
+    gap = p_image - p_baseline
+    normalized = (probs - p_baseline) / gap if gap != 0 else torch.full_like(probs, float("nan"))
+    return Curve(fractions, probs, normalized)

@@ -1,0 +1,228 @@
+"""One pair, end to end: answer, baseline, token selection, mask optimisation, curves, outputs."""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+import warnings
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from lightning.pytorch import Trainer
+from lightning.pytorch.loggers import TensorBoardLogger
+from PIL import Image
+from torch.utils.data import DataLoader
+
+from lvlm_heat.adapters.base import Adapter
+from lvlm_heat.baseline import BaselineKind, make_baseline
+from lvlm_heat.callbacks import SaliencyImageLogger
+from lvlm_heat.errors import LvlmHeatError
+from lvlm_heat.explainer import MaskExplainer, OptimConfig
+from lvlm_heat.geometry import upsample_to_image
+from lvlm_heat.metrics.curves import Curve
+from lvlm_heat.report import write_outputs
+from lvlm_heat.selection import SelectionConfig, TokenScore, select_tokens
+
+EXPLAINED, NOT_GROUNDED = "explained", "not_grounded"
+
+
+@dataclass
+class ExplainConfig:
+    """Everything that shapes one explanation, besides the model."""
+
+    baseline: BaselineKind = "blur"
+    """Reference image B: ``blur`` (default), ``black`` or ``noise``."""
+    max_new_tokens: int = 32
+    """Length limit of the generated answer."""
+    min_gap: float = 0.05
+    """Flag pairs whose ``p(I) - p(B)`` is below this: their normalised curves are unstable."""
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    select: SelectionConfig = field(default_factory=SelectionConfig)
+
+
+@dataclass
+class Explanation:
+    """The result for one pair.
+
+    Attributes:
+        saliency: ``(H, W)`` float32 over the original image, higher = more important
+            (``1 - M`` upsampled); ``None`` when no token was selected.
+        tokens: Every answer token with its log-probabilities, LLR and selection.
+        deletion, insertion: The curves of the final mask (``None`` when not explained).
+        p_image, p_baseline: Mean probability of the selected tokens on I and on B.
+        history: Per iteration, every loss term (as logged to TensorBoard).
+    """
+
+    pair_id: str
+    question: str
+    answer: str
+    status: str
+    tokens: list[TokenScore]
+    saliency: np.ndarray | None = None
+    mask: np.ndarray | None = None
+    deletion: Curve | None = None
+    insertion: Curve | None = None
+    p_image: float = math.nan
+    p_baseline: float = math.nan
+    unstable: bool = False
+    seconds: float = 0.0
+    history: list[dict[str, float]] = field(default_factory=list)
+    model: str = ""
+    settings: dict[str, Any] = field(default_factory=dict)
+    image_path: str | None = None
+
+    @property
+    def deletion_auc(self) -> float:
+        return self.deletion.auc if self.deletion else math.nan
+
+    @property
+    def insertion_auc(self) -> float:
+        return self.insertion.auc if self.insertion else math.nan
+
+    @property
+    def selected_tokens(self) -> list[str]:
+        return [t.text.strip() for t in self.tokens if t.selected]
+
+    def to_dict(self) -> dict[str, Any]:
+        def curve(c: Curve | None) -> dict[str, list[float]] | None:
+            if c is None:
+                return None
+            return {"fractions": c.fractions.tolist(), "probs": c.probs.tolist(), "normalized": c.normalized.tolist()}
+
+        return {
+            "id": self.pair_id,
+            "status": self.status,
+            "image": self.image_path,
+            "question": self.question,
+            "answer": self.answer,
+            "tokens": [
+                {"index": t.index, "text": t.text, "llr": t.llr, "log_prob_image": t.log_prob_image,
+                 "log_prob_baseline": t.log_prob_baseline, "special": t.special, "selected": t.selected}
+                for t in self.tokens
+            ],
+            "selected_tokens": self.selected_tokens,
+            "deletion_auc": None if math.isnan(self.deletion_auc) else self.deletion_auc,
+            "insertion_auc": None if math.isnan(self.insertion_auc) else self.insertion_auc,
+            "p_image": self.p_image,
+            "p_baseline": self.p_baseline,
+            "unstable_normalization": self.unstable,
+            "curves": {"deletion": curve(self.deletion), "insertion": curve(self.insertion)},
+            "history": self.history,
+            "seconds": self.seconds,
+            "model": self.model,
+            "settings": self.settings,
+        }
+
+
+def quiet_libraries() -> None:
+    """Silence per-trainer banners and loading chatter; a run makes one trainer per pair."""
+    import transformers
+
+    transformers.utils.logging.set_verbosity_error()
+    transformers.utils.logging.disable_progress_bar()
+    logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
+    logging.getLogger("lightning.fabric").setLevel(logging.WARNING)
+    warnings.filterwarnings("ignore", message=".*does not have many workers.*")
+    warnings.filterwarnings("ignore", message=".*is smaller than the logging interval.*")
+    warnings.filterwarnings("ignore", message=".*LeafSpec.*is deprecated.*")
+
+
+def _trainer(adapter: Adapter, output_dir: Path | None, pair_id: str, image: Image.Image, **overrides) -> Trainer:
+    device = adapter.device
+    logger: Any = False
+    if output_dir is not None:
+        logger = TensorBoardLogger(save_dir=str(output_dir), name=pair_id, version="", default_hp_metric=False)
+    settings = dict(
+        accelerator="gpu" if device.type == "cuda" else "cpu",
+        devices=[device.index or 0] if device.type == "cuda" else 1,
+        max_epochs=1,
+        logger=logger,
+        callbacks=[SaliencyImageLogger(image)],
+        enable_checkpointing=False,
+        enable_model_summary=False,
+        enable_progress_bar=False,
+        log_every_n_steps=1,
+        num_sanity_val_steps=0,
+        precision="32-true",
+    )
+    settings.update(overrides)
+    return Trainer(**settings)
+
+
+def explain_pair(
+    adapter: Adapter,
+    image: Image.Image,
+    question: str,
+    *,
+    answer: str | None = None,
+    config: ExplainConfig | None = None,
+    pair_id: str = "pair",
+    output_dir: Path | None = None,
+    image_path: str | None = None,
+    trainer_overrides: dict[str, Any] | None = None,
+) -> Explanation:
+    """Explain one image-question pair with ``adapter``'s model.
+
+    Args:
+        adapter: A loaded model (see :func:`lvlm_heat.adapters.load_adapter`).
+        image: The image, any size.
+        question: The question.
+        answer: Explain this answer instead of the model's greedy one.
+        config: Settings; defaults from METHOD.md.
+        pair_id: Folder name of the outputs and TensorBoard run.
+        output_dir: Where ``<pair_id>/`` is written; nothing is written when ``None``.
+        image_path: Recorded in ``result.json``.
+        trainer_overrides: Extra ``lightning.Trainer`` arguments.
+    """
+    config = config or ExplainConfig()
+    if not question or not question.strip():
+        raise LvlmHeatError("the question is empty: give a question about the image")
+    start = time.perf_counter()
+    image = image.convert("RGB")
+    baseline = make_baseline(image, config.baseline, seed=config.optim.seed)
+    if answer is not None and answer.strip():
+        answer_ids = adapter.encode_answer(answer)
+    else:
+        answer_ids = adapter.generate(image, question, config.max_new_tokens)
+    texts, special = adapter.token_texts(answer_ids)
+    answer_text = "".join(t for t, s in zip(texts, special) if not s).strip()
+    settings = {"baseline": config.baseline, "max_new_tokens": config.max_new_tokens, "min_gap": config.min_gap,
+                "optim": asdict(config.optim), "select": asdict(config.select)}
+    result = Explanation(pair_id, question, answer_text, NOT_GROUNDED, [], model=adapter.name, settings=settings,
+                         image_path=image_path)
+    if answer_ids.numel() == 0:
+        result.seconds = time.perf_counter() - start
+        if output_dir is not None:
+            write_outputs(output_dir / pair_id, image, result)
+        return result
+
+    prepared = adapter.prepare(image, baseline, question, answer_ids)
+    with torch.no_grad():
+        both = {k: torch.stack([prepared.image[k], prepared.baseline[k]]) for k in prepared.image}
+        log_probs = adapter.answer_log_probs(prepared, both).cpu()
+    result.tokens = select_tokens(
+        [TokenScore(k, texts[k], float(log_probs[0, k]), float(log_probs[1, k]), special[k]) for k in range(len(texts))],
+        config.select,
+    )
+    selected = torch.tensor([t.selected for t in result.tokens])
+    if selected.any():
+        result.status = EXPLAINED
+        result.p_image = float(log_probs[0, selected].exp().mean())
+        result.p_baseline = float(log_probs[1, selected].exp().mean())
+        result.unstable = result.p_image - result.p_baseline < config.min_gap
+        module = MaskExplainer(adapter, prepared, selected, config.optim, result.p_image, result.p_baseline)
+        trainer = _trainer(adapter, output_dir, pair_id, image, **(trainer_overrides or {}))
+        trainer.fit(module, train_dataloaders=DataLoader(range(config.optim.iterations), batch_size=None))
+        trainer.test(module, dataloaders=DataLoader([0], batch_size=None), verbose=False)
+        mask = module.mask.detach().float()
+        result.mask = mask[0, 0].cpu().numpy()
+        result.saliency = (1 - upsample_to_image(mask, prepared.image_size))[0, 0].cpu().numpy().astype(np.float32)
+        result.deletion, result.insertion, result.history = module.deletion, module.insertion, module.history
+    result.seconds = time.perf_counter() - start
+    if output_dir is not None:
+        write_outputs(output_dir / pair_id, image, result)
+    return result
