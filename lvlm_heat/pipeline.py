@@ -132,6 +132,7 @@ def quiet_libraries() -> None:
 
 
 def _trainer(adapter: Adapter, output_dir: Path | None, pair_id: str, image: Image.Image, **overrides) -> Trainer:
+    quiet_libraries()
     device = adapter.device
     logger: Any = False
     if output_dir is not None:

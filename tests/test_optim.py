@@ -1,0 +1,38 @@
+"""The update rule of METHOD.md section 6, step by step on a tiny tensor."""
+
+import pytest
+import torch
+
+from lvlm_heat.optim import IGOSNesterov
+
+
+def test_two_steps_match_the_method_by_hand():
+    mask = torch.nn.Parameter(torch.tensor([[[[1.0, 0.8, 0.6]]]]))
+    optimizer = IGOSNesterov([mask], step_size=0.3, momentum=5.0)
+    g0 = torch.tensor([[[[3.0, -1.5, 0.0]]]])
+    mask.grad = g0.clone()
+    optimizer.step()
+    lr = 0.3 / 3.0  # relative: c / max|grad| of the first iteration
+    theta0 = torch.tensor([1.0, 0.8, 0.6]) - lr * g0.flatten()  # [0.7, 0.95, 0.6]; factor 0/(0+5) = 0
+    assert mask.data.flatten().tolist() == pytest.approx(theta0.tolist())
+
+    g1 = torch.tensor([[[[1.0, 1.0, -6.0]]]])
+    mask.grad = g1.clone()
+    optimizer.step()
+    theta1 = theta0 - lr * g1.flatten()  # the lr stays that of the first iteration
+    expected = (theta1 + (1 / (1 + 5)) * (theta1 - theta0)).clamp(0, 1)
+    assert mask.data.flatten().tolist() == pytest.approx(expected.tolist())
+    assert mask.data.max() <= 1.0  # third cell clamped
+
+
+def test_absolute_lr_is_used_as_given():
+    mask = torch.nn.Parameter(torch.ones(1, 1, 1, 2))
+    optimizer = IGOSNesterov([mask], lr=0.01)
+    mask.grad = torch.tensor([[[[10.0, 100.0]]]])
+    optimizer.step()
+    assert mask.data.flatten().tolist() == pytest.approx([0.9, 0.0])
+
+
+def test_rejects_bad_settings():
+    with pytest.raises(ValueError):
+        IGOSNesterov([torch.nn.Parameter(torch.ones(1))], step_size=0)

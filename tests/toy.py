@@ -1,0 +1,75 @@
+"""A model with a known answer: its only answer token depends on one box of the image.
+
+It doubles as the worked example of a custom adapter for a model outside
+``transformers``: a plain ``nn.Module`` behind the :class:`~lvlm_heat.adapters.Adapter`
+interface.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from torch import Tensor, nn
+
+from lvlm_heat.adapters import Adapter, PreparedPair
+from lvlm_heat.geometry import ViewWindow, sample_mask
+
+
+class RedBoxModel(nn.Module):
+    """``log p(answer) = log sigmoid(scale * (redness inside box - 0.3))``."""
+
+    def __init__(self, box: tuple[int, int, int, int], scale: float = 20.0) -> None:
+        super().__init__()
+        self.box = box
+        self.scale = nn.Parameter(torch.tensor(scale), requires_grad=False)
+
+    def forward(self, pixels: Tensor) -> Tensor:  # (N, 3, H, W) in [0, 1] -> (N,)
+        left, top, right, bottom = self.box
+        region = pixels[:, :, top:bottom, left:right]
+        redness = (region[:, 0] - region[:, 1:].mean(1)).mean((-1, -2))
+        return F.logsigmoid(self.scale * (redness - 0.3))
+
+
+class RedBoxAdapter(Adapter):
+    model_types = ()
+
+    def __init__(self, box: tuple[int, int, int, int]) -> None:
+        self.model = RedBoxModel(box)
+        self.name = "red-box toy"
+
+    def generate(self, image, question, max_new_tokens):
+        return torch.tensor([0])
+
+    def encode_answer(self, answer):
+        return torch.tensor([0])
+
+    def token_texts(self, answer_ids):
+        return ["red"], [False]
+
+    def prepare(self, image, baseline, question, answer_ids) -> PreparedPair:
+        def tensor(img: Image.Image) -> Tensor:
+            return torch.from_numpy(np.asarray(img, dtype=np.float32) / 255).permute(2, 0, 1)[None]
+
+        window = ViewWindow.full(image.height, image.width)
+        prepared = PreparedPair(text={}, image={"pixels": tensor(image)}, baseline={"pixels": tensor(baseline)},
+                                answer_ids=answer_ids, image_size=(image.height, image.width), geometry=window)
+        prepared.guide = (prepared.image["pixels"], window)
+        return prepared
+
+    def project_mask(self, mask, prepared):
+        return {"pixels": sample_mask(mask, prepared.geometry, prepared.image_size)[:, None]}
+
+    def answer_log_probs(self, prepared, pixels):
+        return self.model(pixels["pixels"].flatten(0, 1))[:, None]
+
+
+def red_box_scene(size: int = 64, box: tuple[int, int, int, int] = (36, 8, 56, 28)) -> Image.Image:
+    """Grey noise with a red square at ``box`` and a green one elsewhere."""
+    rng = np.random.default_rng(0)
+    pixels = rng.integers(90, 160, size=(size, size, 3)).astype(np.uint8)
+    left, top, right, bottom = box
+    pixels[top:bottom, left:right] = (220, 30, 30)
+    pixels[40:58, 6:24] = (30, 200, 40)
+    return Image.fromarray(pixels)
