@@ -27,6 +27,8 @@ class Explainer:
         precision: ``auto`` (bf16/fp16 on a GPU, fp32 on the CPU), ``fp32``, ``bf16`` or ``fp16``.
         device: ``auto``, ``cpu``, ``cuda`` or ``cuda:N``.
         adapter: Import path of an adapter class, to override auto-detection.
+        gradient_checkpointing: Recompute the model's activations in the backward pass (saves
+            memory on large models, costs about one extra forward pass).
         config: Explanation settings (METHOD.md defaults).
     """
 
@@ -37,11 +39,14 @@ class Explainer:
         precision: Precision = "auto",
         device: str = "auto",
         adapter: str | None = None,
+        gradient_checkpointing: bool = False,
         config: ExplainConfig | None = None,
     ) -> None:
         quiet_libraries()
         model = DEMO_MODEL if str(model) == "demo" else model
-        self.adapter = load_adapter(str(model), precision=precision, device=device, adapter=adapter)
+        self.adapter = load_adapter(
+            str(model), precision=precision, device=device, adapter=adapter, gradient_checkpointing=gradient_checkpointing
+        )
         self.config = config or ExplainConfig()
 
     def explain(

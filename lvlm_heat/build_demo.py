@@ -99,11 +99,11 @@ def build_model(tokenizer):
     from transformers import CLIPVisionConfig, LlamaConfig, LlavaConfig, LlavaForConditionalGeneration
 
     vision = CLIPVisionConfig(
-        hidden_size=128, intermediate_size=256, num_hidden_layers=4, num_attention_heads=4,
+        hidden_size=128, intermediate_size=512, num_hidden_layers=4, num_attention_heads=4,
         image_size=INPUT_SIZE, patch_size=PATCH, projection_dim=128,
     )
     text = LlamaConfig(
-        vocab_size=len(tokenizer), hidden_size=128, intermediate_size=256, num_hidden_layers=3,
+        vocab_size=len(tokenizer), hidden_size=128, intermediate_size=512, num_hidden_layers=3,
         num_attention_heads=4, num_key_value_heads=4, max_position_embeddings=256,
         pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
     )
@@ -208,24 +208,50 @@ def _collate(rows, pixels, pad_id):
     return input_ids, attention, labels, pixels[[i for i, _, _ in rows]]
 
 
+def _key_accuracy(model, pixels, rows, pad_id) -> float:
+    """Teacher-forced accuracy on the image-dependent word (the last word before end of answer)."""
+    input_ids, attention, labels, pix = _collate(rows, pixels, pad_id)
+    with torch.no_grad():
+        logits = model(input_ids=input_ids, attention_mask=attention, pixel_values=pix).logits
+    lengths = attention.sum(1)
+    positions = lengths - 3  # predicts the token before </s>
+    predicted = logits[torch.arange(len(rows)), positions].argmax(-1)
+    return (predicted == input_ids[torch.arange(len(rows)), positions + 1]).float().mean().item()
+
+
 def train_answers(model, processor, steps: int, batch: int, log) -> None:
-    """Stage 2: the whole model, cross-entropy on the answer tokens only."""
+    """Stage 2: projector and language model on the answer tokens only, vision tower frozen.
+
+    Freezing the pretrained tower (as LLaVA does while aligning its projector) keeps its
+    shape and colour features intact while the randomly initialised language model's
+    gradients are still large.
+    """
     pixels, rows = _examples(processor, TRAIN_SEED, 10000)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=0.01)
+    held_pixels, held_rows = _examples(processor, HELDOUT_SEED, 128)
+    tower = model.model.vision_tower
+    tower.requires_grad_(False)
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(trainable, lr=1e-3, weight_decay=0.01)
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=1e-3, total_steps=steps, pct_start=0.05)
     rng = np.random.default_rng(0)
     model.train()
+    tower.eval()
     for step in range(steps):
         chosen = [rows[k] for k in rng.integers(len(rows), size=batch)]
         input_ids, attention, labels, pix = _collate(chosen, pixels, processor.tokenizer.pad_token_id)
         loss = model(input_ids=input_ids, attention_mask=attention, pixel_values=pix, labels=labels).loss
         optimizer.zero_grad()
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        torch.nn.utils.clip_grad_norm_(trainable, 1.0)
         optimizer.step()
         schedule.step()
         if step % 100 == 0 or step == steps - 1:
-            log(f"answer step {step:5d} loss {loss.item():.4f}")
+            model.eval()
+            accuracy = _key_accuracy(model, held_pixels, held_rows, processor.tokenizer.pad_token_id)
+            model.train()
+            tower.eval()
+            log(f"answer step {step:5d} loss {loss.item():.4f} held-out key-word accuracy {accuracy:.3f}")
+    tower.requires_grad_(True)
     model.eval()
 
 
@@ -245,6 +271,47 @@ def heldout_accuracy(model, processor, count: int = 300) -> dict[str, float]:
         text = processor.tokenizer.decode(out[0, inputs["input_ids"].shape[1] :], skip_special_tokens=True)
         correct[qa.kind].append(text.strip() == qa.answer)
     return {kind: float(np.mean(v)) for kind, v in correct.items()}
+
+
+def _paint_out(image, box, objects):
+    """``image`` with ``box`` filled by the mean colour of the background (outside every object)."""
+    pixels = np.asarray(image).copy()
+    background = np.ones(pixels.shape[:2], dtype=bool)
+    for obj in objects:
+        left, top, right, bottom = obj.box
+        background[top:bottom, left:right] = False
+    left, top, right, bottom = box
+    pixels[top:bottom, left:right] = pixels[background].mean(0).astype(np.uint8)
+    from PIL import Image
+
+    return Image.fromarray(pixels)
+
+
+@torch.no_grad()
+def evidence_check(model, processor, count: int = 100) -> dict[str, float]:
+    """Mean probability of the answer's image word with the image, with the queried object
+    painted out, and with another object painted out (held-out colour questions)."""
+    tokenizer = processor.tokenizer
+    probs = {"intact": [], "target_removed": [], "other_removed": []}
+    for i in range(count):
+        scene = make_scene(HELDOUT_SEED, 20_000 + i, SCENE_SIZE)
+        qa = ask(scene, HELDOUT_SEED, 20_000 + i, kind="color")
+        other = next(o for o in scene.objects if o != qa.target)
+        prompt = processor.apply_chat_template(
+            [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": qa.question}]}],
+            add_generation_prompt=True,
+        )
+        answer = tokenizer(" " + qa.answer, add_special_tokens=False)["input_ids"]
+        for name, image in (
+            ("intact", scene.image),
+            ("target_removed", _paint_out(scene.image, qa.target.box, scene.objects)),
+            ("other_removed", _paint_out(scene.image, other.box, scene.objects)),
+        ):
+            inputs = processor(images=image, text=prompt, return_tensors="pt")
+            ids = torch.cat([inputs["input_ids"], torch.tensor([answer[:-1]])], dim=1)
+            logits = model(input_ids=ids, pixel_values=inputs["pixel_values"], logits_to_keep=1).logits
+            probs[name].append(logits[0, -1].softmax(-1)[answer[-1]].item())
+    return {name: float(np.mean(v)) for name, v in probs.items()}
 
 
 def write_demo_pairs(out: Path, count: int = 4) -> None:
@@ -267,6 +334,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--answer-steps", type=int, default=3500)
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--check-only", action="store_true", help="only measure the saved model in --out")
     args = parser.parse_args(argv)
     torch.manual_seed(0)
     torch.set_num_threads(args.threads)
@@ -275,6 +343,14 @@ def main(argv: list[str] | None = None) -> None:
     def log(message: str) -> None:
         print(f"[{time.time() - start:7.1f}s] {message}", flush=True)
 
+    if args.check_only:
+        from transformers import AutoProcessor, LlavaForConditionalGeneration
+
+        processor = AutoProcessor.from_pretrained(args.out)
+        model = LlavaForConditionalGeneration.from_pretrained(args.out).eval()
+        log(f"held-out accuracy: {heldout_accuracy(model, processor)}")
+        log(f"probability of the colour word: {evidence_check(model, processor)}")
+        return
     processor = build_processor()
     model = build_model(processor.tokenizer)
     log(f"parameters: {sum(p.numel() for p in model.parameters()) / 1e6:.2f}M")
@@ -282,11 +358,13 @@ def main(argv: list[str] | None = None) -> None:
     train_answers(model, processor, args.answer_steps, args.batch, log)
     accuracy = heldout_accuracy(model, processor)
     log(f"held-out accuracy: {accuracy}")
+    evidence = evidence_check(model, processor)
+    log(f"probability of the colour word: {evidence}")
     args.out.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(args.out)
     processor.save_pretrained(args.out)
     (args.out / "training.json").write_text(
-        json.dumps({"heldout_accuracy": accuracy, "vision_steps": args.vision_steps, "answer_steps": args.answer_steps,
+        json.dumps({"heldout_accuracy": accuracy, "colour_word_probability": evidence, "vision_steps": args.vision_steps, "answer_steps": args.answer_steps,
                     "batch": args.batch, "seconds": round(time.time() - start)}, indent=2)
     )
     write_demo_pairs(DEMO_DIR / "pairs")

@@ -64,6 +64,7 @@ def run(
     precision: Precision = "auto",
     device: str = "auto",
     adapter: str | None = None,
+    gradient_checkpointing: bool = False,
     baseline: BaselineKind = "blur",
     max_new_tokens: int = 32,
     min_gap: float = 0.05,
@@ -88,6 +89,8 @@ def run(
         device: ``auto``, ``cpu``, ``cuda`` or ``cuda:N``.
         adapter: Import path of an adapter class (``package.module.Class``) for models the
             auto-detection does not know.
+        gradient_checkpointing: Recompute the model's activations in the backward pass: less
+            memory on large models for about one extra forward pass.
         baseline: Reference image B: ``blur``, ``black`` or ``noise``.
         max_new_tokens: Length limit of generated answers.
         min_gap: Flag pairs whose ``p(I) - p(B)`` is below this (unstable normalisation).
@@ -104,7 +107,8 @@ def run(
     else:
         todo = read_pairs(pairs or DEMO_PAIRS)
     config = ExplainConfig(baseline=baseline, max_new_tokens=max_new_tokens, min_gap=min_gap, optim=optim, select=select)
-    explainer = Explainer(model, precision=precision, device=device, adapter=adapter, config=config)
+    explainer = Explainer(model, precision=precision, device=device, adapter=adapter,
+                          gradient_checkpointing=gradient_checkpointing, config=config)
     folder = Path(output_dir) if output_dir is not None else next_run_dir(Path(logs_root))
     print(f"model {model} on {explainer.adapter.device} ({explainer.adapter.dtype}); outputs in {folder}", flush=True)
     results = []

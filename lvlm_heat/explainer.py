@@ -15,6 +15,8 @@ Reading order, as the algorithm runs:
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -26,6 +28,8 @@ from lvlm_heat.geometry import mask_grid_shape, sample_mask
 from lvlm_heat.losses import bilateral_tv, edge_weights, gnc_weight, l1_term, l2_term
 from lvlm_heat.metrics.curves import Curve, perturbation_curve
 from lvlm_heat.optim import IGOSNesterov
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -104,6 +108,7 @@ class MaskExplainer(LightningModule):
         self.p_image, self.p_baseline = p_image, p_baseline
         self.mask = nn.Parameter(torch.ones(1, 1, *mask_grid_shape(prepared.image_size, config.mask_size)))
         self.automatic_optimization = False
+        self.batch_size = config.batch_size
         self.score_scale: float | None = None
         self.history: list[dict[str, float]] = []
         self.deletion: Curve | None = None
@@ -138,6 +143,27 @@ class MaskExplainer(LightningModule):
             out[key] = value + self.config.noise * torch.stack(draws)
         return out
 
+    def _in_chunks(self, count: int, run: Callable[[int, int], None]) -> None:
+        """Call ``run(first, last)`` over ``[0, count)`` in chunks of ``batch_size``.
+
+        On a CUDA out-of-memory error the chunk size is halved (and stays halved for this pair),
+        with a warning, and the failed chunk is retried.
+        """
+        first = 0
+        while first < count:
+            last = min(first + self.batch_size, count)
+            try:
+                run(first, last)
+            except torch.OutOfMemoryError:
+                if self.batch_size == 1:
+                    raise
+                self.batch_size = max(1, self.batch_size // 2)
+                if torch.cuda.is_available():
+                    torch.cuda.empty_cache()
+                log.warning("out of memory: retrying with batch_size %d", self.batch_size)
+                continue
+            first = last
+
     # -- one iteration ----------------------------------------------------------------------
     def training_step(self, batch: Tensor, batch_idx: int) -> Tensor:
         config, mask, iteration = self.config, self.mask, batch_idx
@@ -145,22 +171,27 @@ class MaskExplainer(LightningModule):
         optimizer.zero_grad()
         n = config.ig_iter
         path = torch.arange(1, n + 1, device=mask.device, dtype=mask.dtype) / n
-        # 2n composites: deletion (index < n) then insertion, evaluated in chunks.
-        jobs = [(k, False) for k in range(n)] + [(k, True) for k in range(n)]
-        totals = {False: 0.0, True: 0.0}
-        for first in range(0, len(jobs), config.batch_size):
-            chunk = jobs[first : first + config.batch_size]
-            parts = []
-            for insertion in (False, True):
-                ks = [k for k, flag in chunk if flag == insertion]
-                if ks:
-                    parts.append(self.composites(path[ks].view(-1, 1, 1, 1) * mask, insertion))
-            pixels = {key: torch.cat([p[key] for p in parts]) for key in parts[0]}
-            scores = self.score(self._noise(pixels, iteration, first))
-            sign = torch.tensor([-1.0 if flag else 1.0 for _, flag in chunk], device=scores.device)
-            self.manual_backward((sign * scores).sum() / n)
-            for (_, flag), value in zip(chunk, scores.detach().tolist()):
-                totals[flag] += value / n
+        # 2n composites, deletion (job j < n, path point j) then insertion (path point j - n).
+        insertion = torch.arange(2 * n, device=mask.device) >= n
+        scores = torch.zeros(2 * n)
+
+        def run(first: int, last: int) -> None:
+            jobs = torch.arange(first, last, device=mask.device)
+            weights = self.adapter.project_mask(path[jobs % n].view(-1, 1, 1, 1) * mask, self.prepared)
+            deleted = blend(self.prepared, weights, insertion=False)
+            inserted = blend(self.prepared, weights, insertion=True)
+            flags = insertion[jobs]
+            pixels = {
+                key: torch.where(flags.view(-1, *[1] * (value.dim() - 1)), inserted[key], value)
+                for key, value in deleted.items()
+            }
+            chunk_scores = self.score(self._noise(pixels, iteration, first))
+            sign = 1.0 - 2.0 * flags.to(chunk_scores.dtype)
+            self.manual_backward((sign * chunk_scores).sum() / n)
+            scores[first:last] = chunk_scores.detach().float().cpu()
+
+        self._in_chunks(2 * n, run)
+        totals = {False: scores[:n].mean().item(), True: scores[n:].mean().item()}
         if self.score_scale is None:
             peak = mask.grad.abs().max().item() if config.relative_weights else 1.0
             self.score_scale = peak if peak > 0 else 1.0
@@ -194,12 +225,15 @@ class MaskExplainer(LightningModule):
     @torch.no_grad()
     def curve_scores(self, keep: Tensor, insertion: bool) -> Tensor:
         """``(N,)`` mean probability of the selected tokens for ``(N, 1, h, w)`` keep-masks."""
-        out = []
-        for first in range(0, keep.shape[0], self.config.batch_size):
-            pixels = self.composites(keep[first : first + self.config.batch_size], insertion)
+        out = torch.zeros(keep.shape[0])
+
+        def run(first: int, last: int) -> None:
+            pixels = self.composites(keep[first:last], insertion)
             log_probs = self.adapter.answer_log_probs(self.prepared, pixels)[:, self.selected]
-            out.append(log_probs.exp().mean(-1))
-        return torch.cat(out)
+            out[first:last] = log_probs.float().exp().mean(-1).cpu()
+
+        self._in_chunks(keep.shape[0], run)
+        return out
 
     def test_step(self, batch: Tensor, batch_idx: int) -> None:
         mask = self.mask.detach()

@@ -9,6 +9,7 @@ from toy import RedBoxAdapter, red_box_scene
 from lvlm_heat.baseline import make_baseline
 from lvlm_heat.explainer import MaskExplainer, OptimConfig
 from lvlm_heat.pipeline import ExplainConfig, explain_pair
+from lvlm_heat.selection import SelectionConfig
 
 
 def test_gradient_reaches_the_mask_through_the_model(tiny_adapter, image):
@@ -42,3 +43,64 @@ def test_heatmap_lands_on_the_only_evidence():
     assert result.deletion_auc < 0.35 < 0.65 < result.insertion_auc
     deletion_losses = [h["deletion"] for h in result.history]
     assert deletion_losses[-1] < deletion_losses[0]
+
+
+def test_gradient_checkpointing_gives_the_same_gradient(tiny_llava, image):
+    from lvlm_heat.adapters import load_adapter
+
+    grads = []
+    for checkpointing in (False, True):
+        adapter = load_adapter(tiny_llava, precision="fp32", device="cpu", gradient_checkpointing=checkpointing)
+        ids = adapter.encode_answer("the circle is red")
+        prepared = adapter.prepare(image, make_baseline(image), "What color is the circle?", ids)
+        module = MaskExplainer(adapter, prepared, torch.ones(len(ids), dtype=torch.bool), OptimConfig(), 0.5, 0.1)
+        module.score(module.composites(torch.tensor([0.3, 1.0]).view(-1, 1, 1, 1) * module.mask, False)).sum().backward()
+        grads.append(module.mask.grad)
+    assert torch.allclose(grads[0], grads[1], atol=1e-6) and grads[0].abs().sum() > 0
+
+
+class _OutOfMemoryAbove:
+    """Wraps an adapter so that more than ``limit`` composites at once raise CUDA's OOM error."""
+
+    def __init__(self, adapter, limit: int) -> None:
+        self.inner, self.limit, self.sizes = adapter, limit, []
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+    def answer_log_probs(self, prepared, pixels):
+        count = next(iter(pixels.values())).shape[0]
+        self.sizes.append(count)
+        if count > self.limit:
+            raise torch.OutOfMemoryError("simulated")
+        return self.inner.answer_log_probs(prepared, pixels)
+
+
+def test_out_of_memory_halves_the_batch_and_changes_nothing(caplog):
+    box = (36, 8, 56, 28)
+    config = ExplainConfig(optim=OptimConfig(mask_size=8, iterations=2, ig_iter=4, batch_size=8, curve_steps=10))
+    reference = explain_pair(RedBoxAdapter(box), red_box_scene(box=box), "q", config=config)
+    limited = _OutOfMemoryAbove(RedBoxAdapter(box), limit=3)
+    with caplog.at_level("WARNING"):
+        result = explain_pair(limited, red_box_scene(box=box), "q", config=config)
+    assert "out of memory: retrying with batch_size 4" in caplog.text
+    assert "batch_size 2" in caplog.text
+    assert max(limited.sizes[-5:]) <= 2
+    assert np.allclose(result.saliency, reference.saliency, atol=1e-6)
+    assert result.deletion_auc == reference.deletion_auc
+
+
+def test_batch_size_does_not_change_the_result(tiny_llava, image):
+    from lvlm_heat.adapters import load_adapter
+
+    adapter = load_adapter(tiny_llava, precision="fp32", device="cpu")
+    results = []
+    for batch_size in (1, 16):
+        config = ExplainConfig(select=SelectionConfig(rule="all"),
+                               optim=OptimConfig(iterations=3, ig_iter=5, mask_size=8, batch_size=batch_size, curve_steps=12))
+        results.append(explain_pair(adapter, image, "What color is the circle?", answer="the circle is red", config=config))
+    one, sixteen = results
+    assert np.allclose(one.saliency, sixteen.saliency, atol=1e-4)
+    assert abs(one.deletion_auc - sixteen.deletion_auc) < 1e-4
+    assert abs(one.insertion_auc - sixteen.insertion_auc) < 1e-4
+    assert not np.allclose(one.saliency, 0)

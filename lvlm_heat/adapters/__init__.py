@@ -90,7 +90,11 @@ def _adapter_class(adapter: str | None, model_type: str, model: str) -> type[HFA
 
 
 def load_adapter(
-    model: str, precision: Precision = "auto", device: str = "auto", adapter: str | None = None
+    model: str,
+    precision: Precision = "auto",
+    device: str = "auto",
+    adapter: str | None = None,
+    gradient_checkpointing: bool = False,
 ) -> HFAdapter:
     """Load a checkpoint (hub id or local folder) with the adapter for its family.
 
@@ -99,6 +103,7 @@ def load_adapter(
         precision: Weights' dtype; ``auto`` picks bf16/fp16 on a GPU and fp32 on the CPU.
         device: ``auto``, ``cpu``, ``cuda`` or ``cuda:N``.
         adapter: Import path of an adapter class, overriding auto-detection.
+        gradient_checkpointing: Recompute activations in the backward pass (large models).
     """
     import transformers
     from transformers import AutoProcessor
@@ -113,7 +118,10 @@ def load_adapter(
         network = model_class.from_pretrained(model, dtype=dtype)
     except OSError as err:
         raise LvlmHeatError(f"cannot load the weights or processor of {model!r}: {err}".splitlines()[0]) from err
-    return cls(network.to(target), processor, name=model)
+    loaded = cls(network.to(target), processor, name=model)
+    if gradient_checkpointing:
+        loaded.enable_gradient_checkpointing()
+    return loaded
 
 
 __all__ = [

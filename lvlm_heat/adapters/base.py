@@ -142,6 +142,24 @@ class HFAdapter(Adapter):
         self.tokenizer = processor.tokenizer
         self.name = name
 
+    def enable_gradient_checkpointing(self) -> None:
+        """Recompute each decoder / encoder layer's activations in the backward pass.
+
+        Trades about one extra forward pass for activation memory, for large models. Hugging Face
+        checkpoints only layers in training mode, so the layers' own flag is set while their
+        submodules (dropout, attention) stay in eval mode: results are unchanged.
+        """
+        from transformers.modeling_layers import GradientCheckpointingLayer
+
+        kwargs = {"use_reentrant": False}
+        if hasattr(self.model, "activation_checkpointing_enable"):  # transformers >= 5.x
+            self.model.activation_checkpointing_enable(activation_checkpointing_kwargs=kwargs)
+        else:
+            self.model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
+        for module in self.model.modules():
+            if isinstance(module, GradientCheckpointingLayer):
+                module.training = True
+
     # -- text -----------------------------------------------------------------------------
     def chat_prompt(self, question: str) -> str:
         """The prompt up to where the assistant's answer starts, from the processor's chat template."""

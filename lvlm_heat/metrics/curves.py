@@ -83,9 +83,15 @@ def removal_masks(mask: Tensor, steps: int = 50) -> tuple[Tensor, Tensor]:
 def perturbation_curve(
     score_fn: ScoreFn, mask: Tensor, p_image: float, p_baseline: float, insertion: bool, steps: int = 50
 ) -> Curve:
-    """Deletion (``insertion=False``) or insertion curve of ``mask`` under ``score_fn``."""
+    """Deletion (``insertion=False``) or insertion curve of ``mask`` under ``score_fn``.
+
+    The end points are the image and the baseline themselves, whose probabilities
+    ``p_image`` and ``p_baseline`` are known: only the inner points are evaluated.
+    """
     keep, fractions = removal_masks(mask, steps)
-    probs = score_fn(keep, insertion).float().cpu()
+    start, end = (p_baseline, p_image) if insertion else (p_image, p_baseline)
+    inner = score_fn(keep[1:-1], insertion).float().cpu() if len(keep) > 2 else torch.zeros(0)
+    probs = torch.cat([torch.tensor([start]), inner, torch.tensor([end])])
     gap = p_image - p_baseline
     normalized = (probs - p_baseline) / gap if gap != 0 else torch.full_like(probs, float("nan"))
     return Curve(fractions, probs, normalized)
