@@ -55,6 +55,8 @@ class Explanation:
         deletion, insertion: The curves of the final mask (``None`` when not explained).
         p_image, p_baseline: Mean probability of the selected tokens on I and on B.
         history: Per iteration, every loss term (as logged to TensorBoard).
+        timings: Wall seconds of each phase: ``answer``, ``prepare`` (processor, baseline and
+            LLR passes), ``optimise`` (all iterations), ``curves``.
     """
 
     pair_id: str
@@ -70,6 +72,7 @@ class Explanation:
     p_baseline: float = math.nan
     unstable: bool = False
     seconds: float = 0.0
+    timings: dict[str, float] = field(default_factory=dict)
     history: list[dict[str, float]] = field(default_factory=list)
     model: str = ""
     settings: dict[str, Any] = field(default_factory=dict)
@@ -113,6 +116,7 @@ class Explanation:
             "curves": {"deletion": curve(self.deletion), "insertion": curve(self.insertion)},
             "history": self.history,
             "seconds": self.seconds,
+            "timings": self.timings,
             "model": self.model,
             "settings": self.settings,
         }
@@ -185,10 +189,12 @@ def explain_pair(
     start = time.perf_counter()
     image = image.convert("RGB")
     baseline = make_baseline(image, config.baseline, seed=config.optim.seed)
+    clock = _Clock()
     if answer is not None and answer.strip():
         answer_ids = adapter.encode_answer(answer)
     else:
         answer_ids = adapter.generate(image, question, config.max_new_tokens)
+    clock.lap("answer")
     texts, special = adapter.token_texts(answer_ids)
     answer_text = "".join(t for t, s in zip(texts, special) if not s).strip()
     settings = {"baseline": config.baseline, "max_new_tokens": config.max_new_tokens, "min_gap": config.min_gap,
@@ -209,6 +215,7 @@ def explain_pair(
         [TokenScore(k, texts[k], float(log_probs[0, k]), float(log_probs[1, k]), special[k]) for k in range(len(texts))],
         config.select,
     )
+    clock.lap("prepare")
     selected = torch.tensor([t.selected for t in result.tokens])
     if selected.any():
         result.status = EXPLAINED
@@ -218,12 +225,30 @@ def explain_pair(
         module = MaskExplainer(adapter, prepared, selected, config.optim, result.p_image, result.p_baseline)
         trainer = _trainer(adapter, output_dir, pair_id, image, **(trainer_overrides or {}))
         trainer.fit(module, train_dataloaders=DataLoader(range(config.optim.iterations), batch_size=None))
+        clock.lap("optimise")
         trainer.test(module, dataloaders=DataLoader([0], batch_size=None), verbose=False)
+        clock.lap("curves")
         mask = module.mask.detach().float()
         result.mask = mask[0, 0].cpu().numpy()
         result.saliency = (1 - upsample_to_image(mask, prepared.image_size))[0, 0].cpu().numpy().astype(np.float32)
         result.deletion, result.insertion, result.history = module.deletion, module.insertion, module.history
     result.seconds = time.perf_counter() - start
+    result.timings = clock.laps
     if output_dir is not None:
         write_outputs(output_dir / pair_id, image, result)
     return result
+
+
+class _Clock:
+    """Wall time of consecutive phases (CUDA work finished before each reading)."""
+
+    def __init__(self) -> None:
+        self.laps: dict[str, float] = {}
+        self.last = time.perf_counter()
+
+    def lap(self, name: str) -> None:
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()
+        now = time.perf_counter()
+        self.laps[name] = now - self.last
+        self.last = now

@@ -74,6 +74,107 @@ def save_tiny_llava(folder, *, pad: bool = False, size: int = 32, patch: int = 8
     return str(folder)
 
 
+CHAT = (
+    "{% for m in messages %}USER: {% for c in m['content'] %}{% if c['type'] == 'image' %}<image>\n"
+    "{% else %}{{ c['text'] }}{% endif %}{% endfor %}{% endfor %} ASSISTANT:"
+)
+
+
+def _llama(tokenizer):
+    from transformers import LlamaConfig
+
+    return LlamaConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                       num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=512,
+                       pad_token_id=0, bos_token_id=2, eos_token_id=3)
+
+
+def _save(model, processor, folder) -> str:
+    model.generation_config.eos_token_id = 3
+    model.generation_config.pad_token_id = 0
+    model.save_pretrained(folder)
+    if getattr(processor, "video_processor", "absent") is None:
+        save_without_video(processor, folder)
+    else:
+        processor.save_pretrained(folder)
+    return str(folder)
+
+
+def save_without_video(processor, folder) -> None:
+    """Write a video-capable processor's files as a checkpoint has them (minus the video
+    processor, which needs torchvision to be built here)."""
+    import inspect
+    import json
+    from pathlib import Path
+
+    processor.image_processor.save_pretrained(folder)
+    processor.tokenizer.save_pretrained(folder)
+    parameters = inspect.signature(type(processor).__init__).parameters
+    config = {"processor_class": type(processor).__name__}
+    for name in parameters:
+        if name not in ("self", "image_processor", "tokenizer", "video_processor", "chat_template", "kwargs"):
+            value = getattr(processor, name, None)
+            if isinstance(value, (int, float, str, list)):
+                config[name] = value
+    Path(folder, "processor_config.json").write_text(json.dumps(config, indent=2))
+    Path(folder, "chat_template.jinja").write_text(processor.chat_template)
+
+
+def save_tiny_llava_next(folder, onevision: bool = False) -> str:
+    """Anyres LLaVA with 16 px tiles and a grid of up to 2 x 3 tiles."""
+    from transformers import (
+        CLIPVisionConfig,
+        LlavaNextConfig,
+        LlavaNextForConditionalGeneration,
+        LlavaNextImageProcessor,
+        LlavaNextProcessor,
+        LlavaOnevisionConfig,
+        LlavaOnevisionForConditionalGeneration,
+        LlavaOnevisionImageProcessor,
+        LlavaOnevisionProcessor,
+        SiglipVisionConfig,
+    )
+
+    from lvlm_heat.adapters.processors import build_processor
+
+    torch.manual_seed(0)
+    tokenizer = make_tokenizer()
+    pinpoints = [[16, 32], [32, 16], [32, 32], [32, 48], [48, 32]]
+    vision = CLIPVisionConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
+                              image_size=16, patch_size=4)
+    image_token = tokenizer.convert_tokens_to_ids("<image>")
+    if onevision:  # SigLIP tower (no CLS token), as the real OneVision
+        vision = SiglipVisionConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
+                                    image_size=16, patch_size=4)
+        image_processor = LlavaOnevisionImageProcessor(size={"height": 16, "width": 16}, image_grid_pinpoints=pinpoints)
+        processor = build_processor(LlavaOnevisionProcessor, image_processor, tokenizer, num_image_tokens=16,
+                                    vision_feature_select_strategy="full", chat_template=CHAT,
+                                    vision_aspect_ratio="anyres_max_9")
+        config = LlavaOnevisionConfig(vision_config=vision, text_config=_llama(tokenizer), image_token_index=image_token,
+                                      image_grid_pinpoints=pinpoints, vision_feature_select_strategy="full",
+                                      vision_feature_layer=-1, vision_aspect_ratio="anyres_max_9")
+        model = LlavaOnevisionForConditionalGeneration(config)
+    else:
+        image_processor = LlavaNextImageProcessor(size={"shortest_edge": 16}, crop_size={"height": 16, "width": 16},
+                                                  image_grid_pinpoints=pinpoints)
+        processor = LlavaNextProcessor(image_processor=image_processor, tokenizer=tokenizer, patch_size=4,
+                                       vision_feature_select_strategy="default", num_additional_image_tokens=1,
+                                       chat_template=CHAT)
+        config = LlavaNextConfig(vision_config=vision, text_config=_llama(tokenizer), image_token_index=image_token,
+                                 image_grid_pinpoints=pinpoints, vision_feature_layer=-1)
+        model = LlavaNextForConditionalGeneration(config)
+    return _save(model, processor, folder)
+
+
+@pytest.fixture(scope="session")
+def tiny_llava_next(tmp_path_factory) -> str:
+    return save_tiny_llava_next(tmp_path_factory.mktemp("tiny_llava_next"))
+
+
+@pytest.fixture(scope="session")
+def tiny_llava_onevision(tmp_path_factory) -> str:
+    return save_tiny_llava_next(tmp_path_factory.mktemp("tiny_llava_onevision"), onevision=True)
+
+
 @pytest.fixture(scope="session")
 def tiny_llava(tmp_path_factory) -> str:
     return save_tiny_llava(tmp_path_factory.mktemp("tiny_llava"))

@@ -15,7 +15,9 @@ from typing import Literal
 import torch
 
 from lvlm_heat.adapters.base import Adapter, HFAdapter, PreparedPair, blend
+from lvlm_heat.adapters.anyres import AnyResAdapter
 from lvlm_heat.adapters.llava import LlavaAdapter
+from lvlm_heat.adapters.processors import load_processor
 from lvlm_heat.errors import LvlmHeatError
 
 Precision = Literal["auto", "fp32", "bf16", "fp16"]
@@ -32,6 +34,7 @@ def register_adapter(cls: type[HFAdapter]) -> type[HFAdapter]:
 
 
 register_adapter(LlavaAdapter)
+register_adapter(AnyResAdapter)
 
 
 def resolve_device(device: str = "auto") -> torch.device:
@@ -106,7 +109,6 @@ def load_adapter(
         gradient_checkpointing: Recompute activations in the backward pass (large models).
     """
     import transformers
-    from transformers import AutoProcessor
 
     config = _read_config(model)
     cls = _adapter_class(adapter, getattr(config, "model_type", ""), model)
@@ -114,7 +116,7 @@ def load_adapter(
     dtype = resolve_dtype(precision, target)
     model_class = getattr(transformers, cls.model_class)
     try:
-        processor = AutoProcessor.from_pretrained(model)
+        processor = load_processor(model)
         network = model_class.from_pretrained(model, dtype=dtype)
     except OSError as err:
         raise LvlmHeatError(f"cannot load the weights or processor of {model!r}: {err}".splitlines()[0]) from err
@@ -127,6 +129,7 @@ def load_adapter(
 __all__ = [
     "ADAPTERS",
     "Adapter",
+    "AnyResAdapter",
     "HFAdapter",
     "LlavaAdapter",
     "PreparedPair",

@@ -22,14 +22,14 @@ from lvlm_heat.adapters.base import HFAdapter, PreparedPair
 from lvlm_heat.geometry import ViewWindow, sample_mask
 
 
-def _size_value(size: Any, key: str) -> int | None:
+def size_value(size: Any, key: str) -> int | None:
     return size.get(key) if isinstance(size, dict) else getattr(size, key, None)
 
 
 def resized_shape(image_processor: Any, height: int, width: int) -> tuple[int, int]:
     """``(rows, cols)`` the processor resizes a ``height x width`` image to, by its own rules."""
     size = image_processor.size
-    shortest, longest = _size_value(size, "shortest_edge"), _size_value(size, "longest_edge")
+    shortest, longest = size_value(size, "shortest_edge"), size_value(size, "longest_edge")
     if isinstance(size, int):
         return size, size
     if shortest and longest:
@@ -37,9 +37,9 @@ def resized_shape(image_processor: Any, height: int, width: int) -> tuple[int, i
     if shortest:
         dummy = torch.empty(1, height, width).numpy()
         return tuple(get_resize_output_image_size(dummy, size=shortest, default_to_square=False, input_data_format="channels_first"))
-    if _size_value(size, "max_height") and _size_value(size, "max_width"):
+    if size_value(size, "max_height") and size_value(size, "max_width"):
         return tuple(get_image_size_for_max_height_width((height, width), size["max_height"], size["max_width"]))
-    return _size_value(size, "height"), _size_value(size, "width")
+    return size_value(size, "height"), size_value(size, "width")
 
 
 def single_view_window(image_processor: Any, height: int, width: int) -> ViewWindow:
@@ -47,11 +47,16 @@ def single_view_window(image_processor: Any, height: int, width: int) -> ViewWin
     window = ViewWindow.full(height, width)
     if getattr(image_processor, "do_pad", False):
         window = window.pad_to_square()
+    return resize_and_crop(image_processor, window)
+
+
+def resize_and_crop(image_processor: Any, window: ViewWindow) -> ViewWindow:
+    """``window`` after the processor's resize and optional centre crop."""
     if getattr(image_processor, "do_resize", True):
         window = window.resize(*resized_shape(image_processor, window.rows, window.cols))
     if getattr(image_processor, "do_center_crop", False):
         crop = image_processor.crop_size
-        rows, cols = _size_value(crop, "height"), _size_value(crop, "width")
+        rows, cols = size_value(crop, "height"), size_value(crop, "width")
         window = window.crop((window.rows - rows) // 2, (window.cols - cols) // 2, rows, cols)
     return window
 

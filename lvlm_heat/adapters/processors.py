@@ -1,0 +1,69 @@
+"""Load a checkpoint's processor, also on machines without torchvision.
+
+In transformers 5, processors with a video slot (LLaVA-OneVision, Qwen2-VL, Qwen2.5-VL,
+...) cannot be built through ``AutoProcessor`` without torchvision: the video processor
+lookup fails. Images need no video processor, so such a processor is then built from the
+checkpoint's image processor and tokenizer, with a one-line warning.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import logging
+from typing import Any
+from unittest import mock
+
+log = logging.getLogger(__name__)
+
+
+def build_processor(cls: type, image_processor: Any, tokenizer: Any, **kwargs: Any) -> Any:
+    """``cls(image_processor, tokenizer, video_processor=None, **kwargs)``, skipping the class check
+    that looks the (absent) video processor class up."""
+    parameters = inspect.signature(cls.__init__).parameters
+    if "video_processor" in parameters:
+        kwargs.setdefault("video_processor", None)
+    with mock.patch.object(cls, "check_argument_for_proper_class", lambda self, name, value: None):
+        return cls(image_processor=image_processor, tokenizer=tokenizer, **kwargs)
+
+
+def _read_json(model: str, filename: str) -> dict:
+    from transformers.utils import cached_file
+
+    path = cached_file(model, filename, _raise_exceptions_for_missing_entries=False)
+    if path is None:
+        return {}
+    with open(path) as handle:
+        return json.load(handle)
+
+
+def load_processor(model: str) -> Any:
+    """``AutoProcessor.from_pretrained(model)``, or its image-only equivalent without torchvision."""
+    import transformers
+    from transformers import AutoImageProcessor, AutoProcessor, AutoTokenizer
+
+    try:
+        return AutoProcessor.from_pretrained(model)
+    except (AttributeError, ImportError) as err:
+        if not any(sign in str(err) for sign in ("VIDEO_PROCESSOR", "VideoProcessor", "orchvision")):
+            raise
+    config = _read_json(model, "processor_config.json")
+    cls = getattr(transformers, config.get("processor_class", ""), None)
+    if cls is None:
+        raise OSError(f"cannot build the processor of {model}: no processor_class in processor_config.json")
+    parameters = inspect.signature(cls.__init__).parameters
+    attributes = {"image_processor", "tokenizer", "video_processor", "chat_template"}
+    kwargs = {k: v for k, v in config.items() if k in parameters and k not in attributes}
+    tokenizer = AutoTokenizer.from_pretrained(model)
+    processor = build_processor(
+        cls, AutoImageProcessor.from_pretrained(model), tokenizer, chat_template=tokenizer.chat_template, **kwargs
+    )
+    if processor.chat_template is None:
+        from transformers.utils import cached_file
+
+        path = cached_file(model, "chat_template.jinja", _raise_exceptions_for_missing_entries=False)
+        if path is not None:
+            with open(path) as handle:
+                processor.chat_template = handle.read()
+    log.warning("%s: built %s without a video processor (torchvision is not installed); images work", model, cls.__name__)
+    return processor
