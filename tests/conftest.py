@@ -16,17 +16,18 @@ torch.set_num_threads(1)  # CI has 2 cores; one busy process per core is fastest
 WORDS = "user assistant : ? . what color is the a of circle square triangle red green blue yellow object shape".split()
 
 
-def make_tokenizer():
+def make_tokenizer(extra: list[str] = (), image_token: str = "<image>"):
     from tokenizers import Tokenizer, models, normalizers, pre_tokenizers
     from transformers import PreTrainedTokenizerFast
 
-    specials = ["<pad>", "<unk>", "<s>", "</s>", "<image>"]
+    specials = ["<pad>", "<unk>", "<s>", "</s>", "<image>", *extra]
     backend = Tokenizer(models.WordLevel({t: i for i, t in enumerate(specials + WORDS)}, unk_token="<unk>"))
     backend.normalizer = normalizers.Lowercase()
     backend.pre_tokenizer = pre_tokenizers.Whitespace()
     return PreTrainedTokenizerFast(
         tokenizer_object=backend, pad_token="<pad>", unk_token="<unk>", bos_token="<s>", eos_token="</s>",
-        extra_special_tokens={"image_token": "<image>"},
+        extra_special_tokens={"image_token": image_token},
+        additional_special_tokens=list(extra) or None,
     )
 
 
@@ -163,6 +164,61 @@ def save_tiny_llava_next(folder, onevision: bool = False) -> str:
                                  image_grid_pinpoints=pinpoints, vision_feature_layer=-1)
         model = LlavaNextForConditionalGeneration(config)
     return _save(model, processor, folder)
+
+
+QWEN_CHAT = (
+    "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{% for c in m['content'] %}{% if c['type'] == 'image' %}"
+    "<|vision_start|><|image_pad|><|vision_end|>{% else %}{{ c['text'] }}{% endif %}{% endfor %}<|im_end|>\n"
+    "{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+
+
+def save_tiny_qwen2_vl(folder, version: str = "2") -> str:
+    """Qwen2-VL (or 2.5-VL) with 4 px patches, 2 x 2 merging and a small pixel budget."""
+    from transformers import (
+        Qwen2_5_VLConfig,
+        Qwen2_5_VLForConditionalGeneration,
+        Qwen2VLConfig,
+        Qwen2VLForConditionalGeneration,
+        Qwen2VLImageProcessor,
+        Qwen2VLProcessor,
+    )
+
+    from lvlm_heat.adapters.processors import build_processor
+
+    torch.manual_seed(0)
+    tokenizer = make_tokenizer(extra=["<|im_start|>", "<|im_end|>", "<|vision_start|>", "<|vision_end|>",
+                                      "<|image_pad|>", "<|video_pad|>"], image_token="<|image_pad|>")
+    ids = {t: tokenizer.convert_tokens_to_ids(t) for t in ("<|image_pad|>", "<|video_pad|>", "<|vision_start|>",
+                                                          "<|vision_end|>")}
+    image_processor = Qwen2VLImageProcessor(patch_size=4, merge_size=2, temporal_patch_size=2,
+                                            size={"shortest_edge": 16 * 16, "longest_edge": 48 * 48})
+    processor = build_processor(Qwen2VLProcessor, image_processor, tokenizer, chat_template=QWEN_CHAT)
+    text = dict(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=1024,
+                rope_parameters={"rope_type": "default", "mrope_section": [2, 3, 3], "rope_theta": 10000.0},
+                pad_token_id=0, bos_token_id=2, eos_token_id=3)
+    common = dict(image_token_id=ids["<|image_pad|>"], video_token_id=ids["<|video_pad|>"],
+                  vision_start_token_id=ids["<|vision_start|>"], vision_end_token_id=ids["<|vision_end|>"])
+    if version == "2":
+        vision = dict(depth=2, embed_dim=32, hidden_size=32, num_heads=2, mlp_ratio=2, patch_size=4,
+                      spatial_merge_size=2, temporal_patch_size=2)
+        model = Qwen2VLForConditionalGeneration(Qwen2VLConfig(vision_config=vision, text_config=text, **common))
+    else:
+        vision = dict(depth=2, hidden_size=32, out_hidden_size=32, intermediate_size=64, num_heads=2, patch_size=4,
+                      spatial_merge_size=2, temporal_patch_size=2, window_size=16, fullatt_block_indexes=[1])
+        model = Qwen2_5_VLForConditionalGeneration(Qwen2_5_VLConfig(vision_config=vision, text_config=text, **common))
+    return _save(model, processor, folder)
+
+
+@pytest.fixture(scope="session")
+def tiny_qwen2_vl(tmp_path_factory) -> str:
+    return save_tiny_qwen2_vl(tmp_path_factory.mktemp("tiny_qwen2_vl"))
+
+
+@pytest.fixture(scope="session")
+def tiny_qwen2_5_vl(tmp_path_factory) -> str:
+    return save_tiny_qwen2_vl(tmp_path_factory.mktemp("tiny_qwen2_5_vl"), version="2.5")
 
 
 @pytest.fixture(scope="session")

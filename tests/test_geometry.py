@@ -18,7 +18,7 @@ from lvlm_heat.adapters import blend, load_adapter
 from lvlm_heat.baseline import make_baseline
 from lvlm_heat.geometry import ViewWindow, sample_mask, upsample_to_image
 
-FAMILIES = ["tiny_llava", "tiny_llava_pad", "tiny_llava_next", "tiny_llava_onevision"]
+FAMILIES = ["tiny_llava", "tiny_llava_pad", "tiny_llava_next", "tiny_llava_onevision", "tiny_qwen2_vl", "tiny_qwen2_5_vl"]
 
 
 def _prepared(folder, image):

@@ -18,6 +18,7 @@ from lvlm_heat.adapters.base import Adapter, HFAdapter, PreparedPair, blend
 from lvlm_heat.adapters.anyres import AnyResAdapter
 from lvlm_heat.adapters.llava import LlavaAdapter
 from lvlm_heat.adapters.processors import load_processor
+from lvlm_heat.adapters.qwen_vl import QwenVLAdapter
 from lvlm_heat.errors import LvlmHeatError
 
 Precision = Literal["auto", "fp32", "bf16", "fp16"]
@@ -35,6 +36,7 @@ def register_adapter(cls: type[HFAdapter]) -> type[HFAdapter]:
 
 register_adapter(LlavaAdapter)
 register_adapter(AnyResAdapter)
+register_adapter(QwenVLAdapter)
 
 
 def resolve_device(device: str = "auto") -> torch.device:
@@ -133,6 +135,7 @@ __all__ = [
     "HFAdapter",
     "LlavaAdapter",
     "PreparedPair",
+    "QwenVLAdapter",
     "blend",
     "load_adapter",
     "register_adapter",

@@ -24,6 +24,10 @@ from torch import Tensor
 from lvlm_heat.geometry import ViewWindow
 
 
+# Processor outputs aligned with the tokens (one value per prompt token), extended over the answer.
+TOKEN_ALIGNED = ("token_type_ids", "mm_token_type_ids")
+
+
 @dataclass
 class PreparedPair:
     """Everything about one image-question-answer triple that stays fixed while the mask is optimised.
@@ -203,13 +207,16 @@ class HFAdapter(Adapter):
         with_image = self._inputs(image, prompt)
         with_baseline = self._inputs(baseline, prompt)
         pixel_keys = [k for k in with_image if k.startswith("pixel_values") or k.endswith("pixel_values")]
-        text_keys = ("input_ids", "attention_mask")
+        text_keys = ("input_ids", "attention_mask", *TOKEN_ALIGNED)
         prompt_ids = with_image["input_ids"]
         if not torch.equal(prompt_ids, with_baseline["input_ids"]):
             raise RuntimeError("the processor tokenised the prompt differently for the image and the baseline")
         answer_ids = answer_ids.to(prompt_ids)
         input_ids = torch.cat([prompt_ids, answer_ids[None, :-1]], dim=1)
         text = {"input_ids": input_ids, "attention_mask": torch.ones_like(input_ids)}
+        for key in TOKEN_ALIGNED:  # per-token tags of the prompt: the answer tokens are plain text (0)
+            if key in with_image:
+                text[key] = torch.cat([with_image[key], torch.zeros_like(answer_ids[None, :-1])], dim=1)
         fixed = {k: v for k, v in with_image.items() if k not in pixel_keys and k not in text_keys}
         prepared = PreparedPair(
             text={k: self._to_device(v) for k, v in text.items()},
