@@ -211,6 +211,41 @@ def save_tiny_qwen2_vl(folder, version: str = "2") -> str:
     return _save(model, processor, folder)
 
 
+def save_tiny_deepseek_vl_hybrid(folder) -> str:
+    """SigLIP at 16 px and SAM at 32 px, with a normal initialiser range for SAM."""
+    from transformers import (
+        DeepseekVLHybridConfig,
+        DeepseekVLHybridForConditionalGeneration,
+        DeepseekVLHybridImageProcessor,
+        DeepseekVLHybridProcessor,
+    )
+
+    torch.manual_seed(0)
+    tokenizer = make_tokenizer()
+    image_processor = DeepseekVLHybridImageProcessor(size={"height": 16, "width": 16},
+                                                     high_res_size={"height": 32, "width": 32})
+    processor = DeepseekVLHybridProcessor(image_processor=image_processor, tokenizer=tokenizer, chat_template=CHAT,
+                                          num_image_tokens=16)
+    config = DeepseekVLHybridConfig(
+        text_config=_llama(tokenizer).to_dict(),
+        vision_config=dict(model_type="siglip_vision_model", hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                           num_attention_heads=2, image_size=16, patch_size=4),
+        high_res_vision_config=dict(hidden_size=32, output_channels=8, num_hidden_layers=2, num_attention_heads=2,
+                                    image_size=32, patch_size=4, global_attn_indexes=[1], window_size=4, mlp_dim=64,
+                                    initializer_range=0.02),
+        image_token_id=tokenizer.convert_tokens_to_ids("<image>"),
+    )
+    model = DeepseekVLHybridForConditionalGeneration(config)
+    with torch.no_grad():
+        model.model.high_res_vision_alpha.fill_(1.0)  # zero at init: the SAM view would not count
+    return _save(model, processor, folder)
+
+
+@pytest.fixture(scope="session")
+def tiny_deepseek_vl_hybrid(tmp_path_factory) -> str:
+    return save_tiny_deepseek_vl_hybrid(tmp_path_factory.mktemp("tiny_deepseek_vl_hybrid"))
+
+
 @pytest.fixture(scope="session")
 def tiny_qwen2_vl(tmp_path_factory) -> str:
     return save_tiny_qwen2_vl(tmp_path_factory.mktemp("tiny_qwen2_vl"))

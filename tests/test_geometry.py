@@ -18,7 +18,8 @@ from lvlm_heat.adapters import blend, load_adapter
 from lvlm_heat.baseline import make_baseline
 from lvlm_heat.geometry import ViewWindow, sample_mask, upsample_to_image
 
-FAMILIES = ["tiny_llava", "tiny_llava_pad", "tiny_llava_next", "tiny_llava_onevision", "tiny_qwen2_vl", "tiny_qwen2_5_vl"]
+FAMILIES = ["tiny_llava", "tiny_llava_pad", "tiny_llava_next", "tiny_llava_onevision", "tiny_qwen2_vl", "tiny_qwen2_5_vl",
+            "tiny_deepseek_vl_hybrid"]
 
 
 def _prepared(folder, image):
@@ -80,6 +81,20 @@ def test_every_tile_reaches_the_model(family, request):
     adapter.answer_log_probs(prepared, pixels).sum().backward()
     per_view = pixels["pixel_values"].grad[0, 0].abs().flatten(1).sum(-1)
     assert (per_view > 0).all(), per_view  # every view, each tile included, feeds the answer
+    assert mask.grad.abs().gt(0).all()
+
+
+def test_both_encoders_reach_the_model(tiny_deepseek_vl_hybrid):
+    image = textured_image(60, 140, seed=5)
+    adapter, prepared = _prepared(tiny_deepseek_vl_hybrid, image)
+    mask = torch.ones(1, 1, 6, 14, requires_grad=True)
+    pixels = blend(prepared, adapter.project_mask(mask, prepared), insertion=False)
+    assert set(pixels) == {"pixel_values", "high_res_pixel_values"}
+    for value in pixels.values():
+        value.retain_grad()
+    adapter.answer_log_probs(prepared, pixels).sum().backward()
+    for key, value in pixels.items():
+        assert value.grad.abs().sum() > 0, key
     assert mask.grad.abs().gt(0).all()
 
 

@@ -16,6 +16,7 @@ import torch
 
 from lvlm_heat.adapters.base import Adapter, HFAdapter, PreparedPair, blend
 from lvlm_heat.adapters.anyres import AnyResAdapter
+from lvlm_heat.adapters.deepseek_vl import DeepseekVLHybridAdapter
 from lvlm_heat.adapters.llava import LlavaAdapter
 from lvlm_heat.adapters.processors import load_processor
 from lvlm_heat.adapters.qwen_vl import QwenVLAdapter
@@ -37,6 +38,7 @@ def register_adapter(cls: type[HFAdapter]) -> type[HFAdapter]:
 register_adapter(LlavaAdapter)
 register_adapter(AnyResAdapter)
 register_adapter(QwenVLAdapter)
+register_adapter(DeepseekVLHybridAdapter)
 
 
 def resolve_device(device: str = "auto") -> torch.device:
@@ -132,6 +134,7 @@ __all__ = [
     "ADAPTERS",
     "Adapter",
     "AnyResAdapter",
+    "DeepseekVLHybridAdapter",
     "HFAdapter",
     "LlavaAdapter",
     "PreparedPair",
