@@ -1,9 +1,10 @@
-"""The Python API: load a model once, explain many pairs.
+"""The Python API: load a model once, explain many pairs::
 
->>> from lvlm_heat import Explainer                                  # doctest: +SKIP
->>> explainer = Explainer("llava-hf/llava-1.5-7b-hf")                # doctest: +SKIP
->>> result = explainer.explain("photo.jpg", "What is the man holding?")  # doctest: +SKIP
->>> result.saliency.shape, result.selected_tokens, result.deletion_auc   # doctest: +SKIP
+    from lvlm_heat import Explainer
+
+    explainer = Explainer("llava-hf/llava-1.5-7b-hf")
+    result = explainer.explain("photo.jpg", "What is the man holding?")
+    result.saliency.shape, result.selected_tokens, result.deletion_auc
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from typing import Any
 from PIL import Image
 
 from lvlm_heat.adapters import Precision, load_adapter
-from lvlm_heat.data import DEMO_MODEL, load_image
+from lvlm_heat.data import DEMO_MODELS, load_image
 from lvlm_heat.pipeline import ExplainConfig, Explanation, explain_pair, quiet_libraries
 
 
@@ -22,8 +23,8 @@ class Explainer:
     """A model loaded once, ready to explain image-question pairs.
 
     Args:
-        model: Hub id, local folder saved with ``save_pretrained``, or ``"demo"`` (the shipped
-            demo model, the default).
+        model: Hub id, local folder saved with ``save_pretrained``, or a shipped demo model:
+            ``"demo"`` (LLaVA format, the default) or ``"demo-qwen2-vl"``.
         precision: ``auto`` (bf16/fp16 on a GPU, fp32 on the CPU), ``fp32``, ``bf16`` or ``fp16``.
         device: ``auto``, ``cpu``, ``cuda`` or ``cuda:N``.
         adapter: Import path of an adapter class, to override auto-detection.
@@ -43,7 +44,7 @@ class Explainer:
         config: ExplainConfig | None = None,
     ) -> None:
         quiet_libraries()
-        model = DEMO_MODEL if str(model) == "demo" else model
+        model = DEMO_MODELS.get(str(model), model)
         self.adapter = load_adapter(
             str(model), precision=precision, device=device, adapter=adapter, gradient_checkpointing=gradient_checkpointing
         )

@@ -1,7 +1,9 @@
-"""Rebuild the shipped demo model: ``python -m lvlm_heat.build_demo``.
+"""Rebuild the shipped demo models: ``python -m lvlm_heat.build_demo [--family qwen2_vl]``.
 
-A tiny ``LlavaForConditionalGeneration`` (64 px input, 8 px patches, hidden size 128,
-4 vision and 3 text layers, about 1.5M parameters) trained from scratch on the
+``llava`` (default): a tiny ``LlavaForConditionalGeneration`` (64 px input, 8 px patches,
+hidden size 128, 4 vision and 3 text layers, 1.7M parameters). ``qwen2_vl``: a tiny
+``Qwen2VLForConditionalGeneration`` of the same widths with dynamic resolution (8 px
+patches merged 2 x 2, a 48-96 px pixel budget). Both are trained from scratch on the
 synthetic grounded VQA task of :mod:`lvlm_heat.demo.synthetic`, on a CPU.
 
 A tiny LLaVA trained only on answer tokens stalls at chance on "the colour of the
@@ -33,13 +35,12 @@ from torch import nn
 from lvlm_heat.demo.synthetic import COLOR_NAMES, SHAPES, ask, make_scene
 
 DEMO_DIR = Path(__file__).parent / "demo"
-DEFAULT_OUT = DEMO_DIR / "llava_demo"
 TRAIN_SEED, HELDOUT_SEED, PAIRS_SEED = 1, 2, 3
 SCENE_SIZE = 128
 INPUT_SIZE = 64
 PATCH = 8
 
-CHAT_TEMPLATE = (
+LLAVA_CHAT_TEMPLATE = (
     "{% for message in messages %}"
     "{% if message['role'] == 'user' %}USER: "
     "{% for part in message['content'] %}"
@@ -61,65 +62,181 @@ WORDS = (
 ).split()
 
 
-def build_processor():
-    """A word-level tokenizer plus a LLaVA processor with a LLaVA-1.5-style chat template."""
-    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers
-    from transformers import CLIPImageProcessor, LlavaProcessor, PreTrainedTokenizerFast
+QWEN_CHAT_TEMPLATE = (
+    "{% for message in messages %}<|im_start|>{{ message['role'] }}\n"
+    "{% for part in message['content'] %}"
+    "{% if part['type'] == 'image' %}<|vision_start|><|image_pad|><|vision_end|>"
+    "{% elif part['type'] == 'text' %}{{ part['text'] }}{% endif %}"
+    "{% endfor %}<|im_end|>\n{% endfor %}"
+    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
 
-    specials = ["<pad>", "<unk>", "<s>", "</s>", "<image>"]
+
+def _tokenizer(specials: list[str], eos: str, image_token: str):
+    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
     vocab = {token: i for i, token in enumerate(specials + WORDS)}
     backend = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
     backend.normalizer = normalizers.Lowercase()
     backend.pre_tokenizer = pre_tokenizers.Whitespace()
-    tokenizer = PreTrainedTokenizerFast(
+    extra = [t for t in specials if t not in ("<pad>", "<unk>", "<s>", eos)]
+    if image_token != "<image>":  # chat-format markers must stay whole tokens
+        backend.add_special_tokens(extra)
+    return PreTrainedTokenizerFast(
         tokenizer_object=backend,
         pad_token="<pad>",
         unk_token="<unk>",
         bos_token="<s>",
-        eos_token="</s>",
-        extra_special_tokens={"image_token": "<image>"},
+        eos_token=eos,
+        extra_special_tokens={"image_token": image_token},
+        additional_special_tokens=extra if image_token != "<image>" else None,
         padding_side="left",
     )
-    image_processor = CLIPImageProcessor(
-        size={"shortest_edge": INPUT_SIZE},
-        crop_size={"height": INPUT_SIZE, "width": INPUT_SIZE},
-        do_center_crop=True,
-    )
-    return LlavaProcessor(
-        image_processor=image_processor,
-        tokenizer=tokenizer,
-        patch_size=PATCH,
-        vision_feature_select_strategy="default",
-        num_additional_image_tokens=1,
-        chat_template=CHAT_TEMPLATE,
-    )
 
 
-def build_model(tokenizer):
-    from transformers import CLIPVisionConfig, LlamaConfig, LlavaConfig, LlavaForConditionalGeneration
+class LlavaDemo:
+    """LLaVA-1.5 format: CLIP-style tower, resize + centre crop to 64 px, 64 image tokens."""
 
-    vision = CLIPVisionConfig(
-        hidden_size=128, intermediate_size=512, num_hidden_layers=4, num_attention_heads=4,
-        image_size=INPUT_SIZE, patch_size=PATCH, projection_dim=128,
-    )
-    text = LlamaConfig(
-        vocab_size=len(tokenizer), hidden_size=128, intermediate_size=512, num_hidden_layers=3,
-        num_attention_heads=4, num_key_value_heads=4, max_position_embeddings=256,
-        pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
-    )
-    config = LlavaConfig(
-        vision_config=vision, text_config=text, image_token_index=tokenizer.convert_tokens_to_ids("<image>"),
-        image_seq_length=(INPUT_SIZE // PATCH) ** 2, vision_feature_select_strategy="default", vision_feature_layer=-1,
-    )
-    model = LlavaForConditionalGeneration(config)
-    model.generation_config.eos_token_id = tokenizer.eos_token_id
-    model.generation_config.pad_token_id = tokenizer.pad_token_id
-    return model
+    name = "llava"
+    out = DEMO_DIR / "llava_demo"
+    image_token = "<image>"
+    grid = INPUT_SIZE // PATCH  # image tokens per side
+
+    def processor(self):
+        from transformers import CLIPImageProcessor, LlavaProcessor
+
+        tokenizer = _tokenizer(["<pad>", "<unk>", "<s>", "</s>", "<image>"], "</s>", "<image>")
+        image_processor = CLIPImageProcessor(
+            size={"shortest_edge": INPUT_SIZE},
+            crop_size={"height": INPUT_SIZE, "width": INPUT_SIZE},
+            do_center_crop=True,
+        )
+        return LlavaProcessor(
+            image_processor=image_processor,
+            tokenizer=tokenizer,
+            patch_size=PATCH,
+            vision_feature_select_strategy="default",
+            num_additional_image_tokens=1,
+            chat_template=LLAVA_CHAT_TEMPLATE,
+        )
+
+    def model(self, tokenizer):
+        from transformers import CLIPVisionConfig, LlamaConfig, LlavaConfig, LlavaForConditionalGeneration
+
+        vision = CLIPVisionConfig(
+            hidden_size=128, intermediate_size=512, num_hidden_layers=4, num_attention_heads=4,
+            image_size=INPUT_SIZE, patch_size=PATCH, projection_dim=128,
+        )
+        text = LlamaConfig(
+            vocab_size=len(tokenizer), hidden_size=128, intermediate_size=512, num_hidden_layers=3,
+            num_attention_heads=4, num_key_value_heads=4, max_position_embeddings=256,
+            pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.bos_token_id,
+            eos_token_id=tokenizer.eos_token_id,
+        )
+        config = LlavaConfig(
+            vision_config=vision, text_config=text, image_token_index=tokenizer.convert_tokens_to_ids("<image>"),
+            image_seq_length=self.grid**2, vision_feature_select_strategy="default", vision_feature_layer=-1,
+        )
+        return LlavaForConditionalGeneration(config)
+
+    def tower(self, model):
+        return model.model.vision_tower
+
+    def pixels(self, processor, images):
+        """Per-image pixel tensors, stacked on a first dimension."""
+        return processor.image_processor(images, return_tensors="pt")["pixel_values"]
+
+    def inputs(self, pixels, index) -> dict:
+        return {"pixel_values": pixels[index]}
+
+    def features(self, model, pixels, index):
+        """``(B, grid * grid, D)`` vision features in raster order."""
+        return self.tower(model)(pixel_values=pixels[index]).last_hidden_state[:, 1:]
+
+    def save(self, processor, folder: Path) -> None:
+        processor.save_pretrained(folder)
+
+    def token_inputs(self, input_ids, image_id) -> dict:
+        """Model inputs derived from the token ids (none for LLaVA)."""
+        return {}
 
 
-def _patch_labels(objects) -> tuple[np.ndarray, np.ndarray]:
-    """Per-patch colour and shape class (0 = background) from the object boxes."""
-    grid = INPUT_SIZE // PATCH
+class QwenDemo(LlavaDemo):
+    """Qwen2-VL format: dynamic resolution, 8 px patches merged 2 x 2 (36 tokens at 96 px)."""
+
+    name = "qwen2_vl"
+    out = DEMO_DIR / "qwen2_vl_demo"
+    image_token = "<|image_pad|>"
+    grid = 6  # a 128 px scene is resized to 96 px: 12 x 12 patches, 6 x 6 after merging
+
+    def processor(self):
+        from transformers import Qwen2VLImageProcessor, Qwen2VLProcessor
+
+        from lvlm_heat.adapters.processors import build_processor
+
+        specials = ["<pad>", "<unk>", "<s>", "<|im_end|>", "<|im_start|>", "<|vision_start|>", "<|vision_end|>",
+                    "<|image_pad|>", "<|video_pad|>"]
+        tokenizer = _tokenizer(specials, "<|im_end|>", "<|image_pad|>")
+        image_processor = Qwen2VLImageProcessor(
+            patch_size=PATCH, merge_size=2, temporal_patch_size=2,
+            size={"shortest_edge": 48 * 48, "longest_edge": 96 * 96},
+        )
+        return build_processor(Qwen2VLProcessor, image_processor, tokenizer, chat_template=QWEN_CHAT_TEMPLATE)
+
+    def model(self, tokenizer):
+        from transformers import Qwen2VLConfig, Qwen2VLForConditionalGeneration
+
+        ids = {t: tokenizer.convert_tokens_to_ids(t) for t in
+               ("<|image_pad|>", "<|video_pad|>", "<|vision_start|>", "<|vision_end|>")}
+        config = Qwen2VLConfig(
+            vision_config=dict(depth=4, embed_dim=128, hidden_size=128, num_heads=4, mlp_ratio=4, patch_size=PATCH,
+                               spatial_merge_size=2, temporal_patch_size=2),
+            text_config=dict(
+                vocab_size=len(tokenizer), hidden_size=128, intermediate_size=512, num_hidden_layers=3,
+                num_attention_heads=4, num_key_value_heads=4, max_position_embeddings=512,
+                rope_parameters={"rope_type": "default", "mrope_section": [4, 6, 6], "rope_theta": 10000.0},
+                pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.bos_token_id,
+                eos_token_id=tokenizer.eos_token_id,
+            ),
+            image_token_id=ids["<|image_pad|>"], video_token_id=ids["<|video_pad|>"],
+            vision_start_token_id=ids["<|vision_start|>"], vision_end_token_id=ids["<|vision_end|>"],
+        )
+        return Qwen2VLForConditionalGeneration(config)
+
+    def tower(self, model):
+        return model.model.visual
+
+    def pixels(self, processor, images):
+        out = processor.image_processor(images, return_tensors="pt")
+        self.grid_thw = out["image_grid_thw"][:1]
+        return out["pixel_values"].view(len(images), -1, out["pixel_values"].shape[-1])
+
+    def inputs(self, pixels, index) -> dict:
+        return {"pixel_values": pixels[index].flatten(0, 1), "image_grid_thw": self.grid_thw.repeat(len(index), 1)}
+
+    def features(self, model, pixels, index):
+        merged = self.tower(model)(**self._visual_inputs(pixels, index)).pooler_output
+        return merged.view(len(index), self.grid**2, -1)
+
+    def _visual_inputs(self, pixels, index) -> dict:
+        inputs = self.inputs(pixels, index)
+        return {"hidden_states": inputs["pixel_values"], "grid_thw": inputs["image_grid_thw"]}
+
+    def token_inputs(self, input_ids, image_id) -> dict:
+        return {"mm_token_type_ids": (input_ids == image_id).long()}  # M-RoPE needs to know the image tokens
+
+    def save(self, processor, folder: Path) -> None:
+        from lvlm_heat.adapters.processors import save_processor
+
+        save_processor(processor, folder)
+
+
+FAMILIES = {family.name: family for family in (LlavaDemo(), QwenDemo())}
+
+
+def _patch_labels(objects, grid: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per-token colour and shape class (0 = background) on a ``grid x grid`` layout, from the boxes."""
     cell = SCENE_SIZE / grid
     colors = np.zeros((grid, grid), dtype=np.int64)
     shapes = np.zeros((grid, grid), dtype=np.int64)
@@ -135,20 +252,19 @@ def _patch_labels(objects) -> tuple[np.ndarray, np.ndarray]:
     return colors, shapes
 
 
-def _scenes(processor, seed: int, count: int):
+def _scenes(family, processor, seed: int, count: int):
     scenes = [make_scene(seed, i, SCENE_SIZE) for i in range(count)]
-    pixels = processor.image_processor([s.image for s in scenes], return_tensors="pt")["pixel_values"]
-    return scenes, pixels
+    return scenes, family.pixels(processor, [s.image for s in scenes])
 
 
-def pretrain_vision(model, processor, steps: int, batch: int, log) -> None:
-    """Stage 1: per-patch colour and shape classification with throw-away heads."""
-    scenes, pixels = _scenes(processor, TRAIN_SEED, 4000)
-    labels = [_patch_labels(s.objects) for s in scenes]
+def pretrain_vision(family, model, processor, steps: int, batch: int, log) -> None:
+    """Stage 1: per-token colour and shape classification with throw-away heads."""
+    scenes, pixels = _scenes(family, processor, TRAIN_SEED, 4000)
+    labels = [_patch_labels(s.objects, family.grid) for s in scenes]
     colors = torch.from_numpy(np.stack([c for c, _ in labels])).flatten(1)
     shapes = torch.from_numpy(np.stack([s for _, s in labels])).flatten(1)
-    tower = model.model.vision_tower
-    width = tower.config.hidden_size
+    tower = family.tower(model)
+    width = model.config.text_config.hidden_size if family.name == "qwen2_vl" else tower.config.hidden_size
     heads = nn.Linear(width, len(COLOR_NAMES) + 1 + len(SHAPES) + 1)
     params = list(tower.parameters()) + list(heads.parameters())
     optimizer = torch.optim.AdamW(params, lr=2e-3, weight_decay=0.01)
@@ -157,8 +273,7 @@ def pretrain_vision(model, processor, steps: int, batch: int, log) -> None:
     tower.train()
     for step in range(steps):
         idx = torch.randint(len(scenes), (batch,), generator=generator)
-        hidden = tower(pixel_values=pixels[idx]).last_hidden_state[:, 1:]
-        logits = heads(hidden)
+        logits = heads(family.features(model, pixels, idx))
         split = len(COLOR_NAMES) + 1
         loss = F.cross_entropy(logits[..., :split].flatten(0, 1), colors[idx].flatten()) + F.cross_entropy(
             logits[..., split:].flatten(0, 1), shapes[idx].flatten()
@@ -173,12 +288,12 @@ def pretrain_vision(model, processor, steps: int, batch: int, log) -> None:
             log(f"vision step {step:5d} loss {loss.item():.3f} patch-shape acc {acc:.3f}")
 
 
-def _examples(processor, seed: int, count: int, per_scene: int = 2):
+def _examples(family, processor, seed: int, count: int, per_scene: int = 2):
     """Tokenised (prompt + answer) sequences with labels on the answer only."""
-    scenes, pixels = _scenes(processor, seed, count)
+    scenes, pixels = _scenes(family, processor, seed, count)
     tokenizer = processor.tokenizer
-    image_id = tokenizer.convert_tokens_to_ids("<image>")
-    n_image = (INPUT_SIZE // PATCH) ** 2
+    image_id = tokenizer.convert_tokens_to_ids(family.image_token)
+    n_image = family.grid**2
     rows = []
     for i, scene in enumerate(scenes):
         for j, kind in enumerate(("color", "shape")[:per_scene]):
@@ -195,7 +310,7 @@ def _examples(processor, seed: int, count: int, per_scene: int = 2):
     return pixels, rows
 
 
-def _collate(rows, pixels, pad_id):
+def _collate(family, rows, pixels, pad_id, image_id):
     length = max(len(p) + len(a) for _, p, a in rows)
     input_ids = torch.full((len(rows), length), pad_id)
     labels = torch.full((len(rows), length), -100)
@@ -205,30 +320,33 @@ def _collate(rows, pixels, pad_id):
         input_ids[r, : len(seq)] = torch.tensor(seq)
         labels[r, len(prompt) : len(seq)] = torch.tensor(answer)
         attention[r, : len(seq)] = 1
-    return input_ids, attention, labels, pixels[[i for i, _, _ in rows]]
+    extra = {**family.inputs(pixels, [i for i, _, _ in rows]), **family.token_inputs(input_ids, image_id)}
+    return input_ids, attention, labels, extra
 
 
-def _key_accuracy(model, pixels, rows, pad_id) -> float:
+def _key_accuracy(family, model, pixels, rows, tokenizer) -> float:
     """Teacher-forced accuracy on the image-dependent word (the last word before end of answer)."""
-    input_ids, attention, labels, pix = _collate(rows, pixels, pad_id)
+    image_id = tokenizer.convert_tokens_to_ids(family.image_token)
+    input_ids, attention, labels, pix = _collate(family, rows, pixels, tokenizer.pad_token_id, image_id)
     with torch.no_grad():
-        logits = model(input_ids=input_ids, attention_mask=attention, pixel_values=pix).logits
+        logits = model(input_ids=input_ids, attention_mask=attention, **pix).logits
     lengths = attention.sum(1)
     positions = lengths - 3  # predicts the token before </s>
     predicted = logits[torch.arange(len(rows)), positions].argmax(-1)
     return (predicted == input_ids[torch.arange(len(rows)), positions + 1]).float().mean().item()
 
 
-def train_answers(model, processor, steps: int, batch: int, log) -> None:
+def train_answers(family, model, processor, steps: int, batch: int, log) -> None:
     """Stage 2: projector and language model on the answer tokens only, vision tower frozen.
 
     Freezing the pretrained tower (as LLaVA does while aligning its projector) keeps its
     shape and colour features intact while the randomly initialised language model's
     gradients are still large.
     """
-    pixels, rows = _examples(processor, TRAIN_SEED, 10000)
-    held_pixels, held_rows = _examples(processor, HELDOUT_SEED, 128)
-    tower = model.model.vision_tower
+    pixels, rows = _examples(family, processor, TRAIN_SEED, 10000)
+    held_pixels, held_rows = _examples(family, processor, HELDOUT_SEED, 128)
+    image_id = processor.tokenizer.convert_tokens_to_ids(family.image_token)
+    tower = family.tower(model)
     tower.requires_grad_(False)
     trainable = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(trainable, lr=1e-3, weight_decay=0.01)
@@ -238,8 +356,8 @@ def train_answers(model, processor, steps: int, batch: int, log) -> None:
     tower.eval()
     for step in range(steps):
         chosen = [rows[k] for k in rng.integers(len(rows), size=batch)]
-        input_ids, attention, labels, pix = _collate(chosen, pixels, processor.tokenizer.pad_token_id)
-        loss = model(input_ids=input_ids, attention_mask=attention, pixel_values=pix, labels=labels).loss
+        input_ids, attention, labels, pix = _collate(family, chosen, pixels, processor.tokenizer.pad_token_id, image_id)
+        loss = model(input_ids=input_ids, attention_mask=attention, labels=labels, **pix).loss
         optimizer.zero_grad()
         loss.backward()
         torch.nn.utils.clip_grad_norm_(trainable, 1.0)
@@ -247,7 +365,7 @@ def train_answers(model, processor, steps: int, batch: int, log) -> None:
         schedule.step()
         if step % 100 == 0 or step == steps - 1:
             model.eval()
-            accuracy = _key_accuracy(model, held_pixels, held_rows, processor.tokenizer.pad_token_id)
+            accuracy = _key_accuracy(family, model, held_pixels, held_rows, processor.tokenizer)
             model.train()
             tower.eval()
             log(f"answer step {step:5d} loss {loss.item():.4f} held-out key-word accuracy {accuracy:.3f}")
@@ -307,9 +425,13 @@ def evidence_check(model, processor, count: int = 100) -> dict[str, float]:
             ("target_removed", _paint_out(scene.image, qa.target.box, scene.objects)),
             ("other_removed", _paint_out(scene.image, other.box, scene.objects)),
         ):
-            inputs = processor(images=image, text=prompt, return_tensors="pt")
-            ids = torch.cat([inputs["input_ids"], torch.tensor([answer[:-1]])], dim=1)
-            logits = model(input_ids=ids, pixel_values=inputs["pixel_values"], logits_to_keep=1).logits
+            inputs = dict(processor(images=image, text=prompt, return_tensors="pt"))
+            inputs.pop("attention_mask")
+            tail = torch.tensor([answer[:-1]])
+            inputs["input_ids"] = torch.cat([inputs["input_ids"], tail], dim=1)
+            if "mm_token_type_ids" in inputs:
+                inputs["mm_token_type_ids"] = torch.cat([inputs["mm_token_type_ids"], torch.zeros_like(tail)], dim=1)
+            logits = model(logits_to_keep=1, **inputs).logits
             probs[name].append(logits[0, -1].softmax(-1)[answer[-1]].item())
     return {name: float(np.mean(v)) for name, v in probs.items()}
 
@@ -329,13 +451,16 @@ def write_demo_pairs(out: Path, count: int = 4) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="where to save the model and processor")
-    parser.add_argument("--vision-steps", type=int, default=1500)
-    parser.add_argument("--answer-steps", type=int, default=3500)
+    parser.add_argument("--family", choices=sorted(FAMILIES), default="llava", help="model format")
+    parser.add_argument("--out", type=Path, default=None, help="where to save (default: the shipped folder)")
+    parser.add_argument("--vision-steps", type=int, default=1200)
+    parser.add_argument("--answer-steps", type=int, default=1200)
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--check-only", action="store_true", help="only measure the saved model in --out")
     args = parser.parse_args(argv)
+    family = FAMILIES[args.family]
+    out = args.out or family.out
     torch.manual_seed(0)
     torch.set_num_threads(args.threads)
     start = time.time()
@@ -344,31 +469,32 @@ def main(argv: list[str] | None = None) -> None:
         print(f"[{time.time() - start:7.1f}s] {message}", flush=True)
 
     if args.check_only:
-        from transformers import AutoProcessor, LlavaForConditionalGeneration
+        from lvlm_heat.adapters import load_adapter
 
-        processor = AutoProcessor.from_pretrained(args.out)
-        model = LlavaForConditionalGeneration.from_pretrained(args.out).eval()
-        log(f"held-out accuracy: {heldout_accuracy(model, processor)}")
-        log(f"probability of the colour word: {evidence_check(model, processor)}")
+        adapter = load_adapter(str(out), precision="fp32", device="cpu")
+        log(f"held-out accuracy: {heldout_accuracy(adapter.model, adapter.processor)}")
+        log(f"probability of the colour word: {evidence_check(adapter.model, adapter.processor)}")
         return
-    processor = build_processor()
-    model = build_model(processor.tokenizer)
-    log(f"parameters: {sum(p.numel() for p in model.parameters()) / 1e6:.2f}M")
-    pretrain_vision(model, processor, args.vision_steps, args.batch, log)
-    train_answers(model, processor, args.answer_steps, args.batch, log)
+    processor = family.processor()
+    model = family.model(processor.tokenizer)
+    model.generation_config.eos_token_id = processor.tokenizer.eos_token_id
+    model.generation_config.pad_token_id = processor.tokenizer.pad_token_id
+    log(f"{family.name}: {sum(p.numel() for p in model.parameters()) / 1e6:.2f}M parameters")
+    pretrain_vision(family, model, processor, args.vision_steps, args.batch, log)
+    train_answers(family, model, processor, args.answer_steps, args.batch, log)
     accuracy = heldout_accuracy(model, processor)
     log(f"held-out accuracy: {accuracy}")
     evidence = evidence_check(model, processor)
     log(f"probability of the colour word: {evidence}")
-    args.out.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(args.out)
-    processor.save_pretrained(args.out)
-    (args.out / "training.json").write_text(
-        json.dumps({"heldout_accuracy": accuracy, "colour_word_probability": evidence, "vision_steps": args.vision_steps, "answer_steps": args.answer_steps,
-                    "batch": args.batch, "seconds": round(time.time() - start)}, indent=2)
-    )
+    out.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(out)
+    family.save(processor, out)
+    summary = {"family": family.name, "heldout_accuracy": accuracy, "colour_word_probability": evidence,
+               "vision_steps": args.vision_steps, "answer_steps": args.answer_steps, "batch": args.batch,
+               "seconds": round(time.time() - start)}
+    (out / "training.json").write_text(json.dumps(summary, indent=2))
     write_demo_pairs(DEMO_DIR / "pairs")
-    log(f"saved to {args.out}")
+    log(f"saved to {out}")
 
 
 if __name__ == "__main__":

@@ -76,8 +76,8 @@ def run(
     With no arguments, explains the shipped demo pairs with the shipped demo model.
 
     Args:
-        model: Hugging Face hub id, local folder saved with ``save_pretrained``, or ``demo`` (the
-            shipped demo model).
+        model: Hugging Face hub id, local folder saved with ``save_pretrained``, or a shipped demo
+            model: ``demo`` (LLaVA format) or ``demo-qwen2-vl``.
         image: Image of a single pair (with ``--question``).
         question: Question of a single pair.
         answer: Explain this answer instead of the model's own (greedy) answer.

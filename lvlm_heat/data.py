@@ -17,6 +17,7 @@ from lvlm_heat.errors import LvlmHeatError
 
 DEMO_DIR = Path(__file__).parent / "demo"
 DEMO_MODEL = DEMO_DIR / "llava_demo"
+DEMO_MODELS = {"demo": DEMO_MODEL, "demo-qwen2-vl": DEMO_DIR / "qwen2_vl_demo"}
 DEMO_PAIRS = DEMO_DIR / "pairs" / "pairs.jsonl"
 
 

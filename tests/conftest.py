@@ -13,17 +13,18 @@ from PIL import Image
 
 torch.set_num_threads(1)  # CI has 2 cores; one busy process per core is fastest
 
-WORDS = "user assistant : ? . what color is the a of circle square triangle red green blue yellow object shape".split()
+WORDS = "user assistant : ? . what color is it the a of circle square triangle red green blue yellow object shape".split()
 
 
 def make_tokenizer(extra: list[str] = (), image_token: str = "<image>"):
     from tokenizers import Tokenizer, models, normalizers, pre_tokenizers
     from transformers import PreTrainedTokenizerFast
 
-    specials = ["<pad>", "<unk>", "<s>", "</s>", "<image>", *extra]
+    specials = ["<pad>", "<unk>", "<s>", "</s>", "<image>", "<video>", *extra]
     backend = Tokenizer(models.WordLevel({t: i for i, t in enumerate(specials + WORDS)}, unk_token="<unk>"))
     backend.normalizer = normalizers.Lowercase()
     backend.pre_tokenizer = pre_tokenizers.Whitespace()
+    backend.add_special_tokens(specials)
     return PreTrainedTokenizerFast(
         tokenizer_object=backend, pad_token="<pad>", unk_token="<unk>", bos_token="<s>", eos_token="</s>",
         extra_special_tokens={"image_token": image_token},
@@ -90,34 +91,13 @@ def _llama(tokenizer):
 
 
 def _save(model, processor, folder) -> str:
+    from lvlm_heat.adapters.processors import save_processor
+
     model.generation_config.eos_token_id = 3
     model.generation_config.pad_token_id = 0
     model.save_pretrained(folder)
-    if getattr(processor, "video_processor", "absent") is None:
-        save_without_video(processor, folder)
-    else:
-        processor.save_pretrained(folder)
+    save_processor(processor, folder)
     return str(folder)
-
-
-def save_without_video(processor, folder) -> None:
-    """Write a video-capable processor's files as a checkpoint has them (minus the video
-    processor, which needs torchvision to be built here)."""
-    import inspect
-    import json
-    from pathlib import Path
-
-    processor.image_processor.save_pretrained(folder)
-    processor.tokenizer.save_pretrained(folder)
-    parameters = inspect.signature(type(processor).__init__).parameters
-    config = {"processor_class": type(processor).__name__}
-    for name in parameters:
-        if name not in ("self", "image_processor", "tokenizer", "video_processor", "chat_template", "kwargs"):
-            value = getattr(processor, name, None)
-            if isinstance(value, (int, float, str, list)):
-                config[name] = value
-    Path(folder, "processor_config.json").write_text(json.dumps(config, indent=2))
-    Path(folder, "chat_template.jinja").write_text(processor.chat_template)
 
 
 def save_tiny_llava_next(folder, onevision: bool = False) -> str:

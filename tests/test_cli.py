@@ -107,3 +107,17 @@ def test_bad_input_gets_one_clear_line(tiny_llava, image_file, tmp_path, capsys)
         assert code != 0, argv
         assert err.startswith("error: ") and expected in err, (argv, err)
         assert len(err.splitlines()) == 1 and "Traceback" not in err, err
+
+
+@pytest.mark.parametrize("family", ["tiny_llava_pad", "tiny_llava_next", "tiny_llava_onevision", "tiny_qwen2_vl",
+                                    "tiny_qwen2_5_vl", "tiny_deepseek_vl_hybrid"])
+def test_train_py_runs_every_family(family, request, image_file, tmp_path):
+    out = tmp_path / "run"
+    main(["--model", request.getfixturevalue(family), "--image", str(image_file), "--question", "What color is it?",
+          "--answer", "the circle is red", "--output_dir", str(out), "--select.rule", "all", *FAST])
+    record = json.loads((out / "street" / "result.json").read_text())
+    assert record["status"] == "explained" and record["deletion_auc"] is not None
+    assert np.load(out / "street" / "saliency.npy").shape == (45, 70)
+    assert (out / "street" / "overlay.png").exists() and (out / "street" / "curves.png").exists()
+    history = record["history"]
+    assert len(history) == 2 and history[0]["mask_mean"] < 1.0  # the mask moved

@@ -9,7 +9,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from lvlm_heat import DEMO_MODEL, Explainer
+from lvlm_heat import Explainer
+from lvlm_heat.data import DEMO_MODELS
 from lvlm_heat.build_demo import HELDOUT_SEED, SCENE_SIZE
 from lvlm_heat.demo.synthetic import COLOR_NAMES, SHAPES, ask, make_scene
 
@@ -17,11 +18,12 @@ PAIRS = 30
 FILLER = {"the", "is", "a", "object"}
 
 
-@pytest.fixture(scope="module")
-def explainer():
-    if not (DEMO_MODEL / "config.json").exists():
-        pytest.fail(f"the demo model is missing from {DEMO_MODEL}: rebuild it with python -m lvlm_heat.build_demo")
-    return Explainer("demo", device="cpu")
+@pytest.fixture(scope="module", params=sorted(DEMO_MODELS))
+def explainer(request):
+    folder = DEMO_MODELS[request.param]
+    if not (folder / "config.json").exists():
+        pytest.fail(f"the demo model is missing from {folder}: rebuild it with python -m lvlm_heat.build_demo")
+    return Explainer(request.param, device="cpu")
 
 
 def test_demo_heatmaps_point_at_the_queried_object(explainer):
@@ -45,7 +47,7 @@ def test_demo_heatmaps_point_at_the_queried_object(explainer):
         insertion.append(result.insertion_auc)
     pointing = float(np.mean(hits))
     print(
-        f"\ndemo model, {PAIRS} held-out pairs: pointing game {pointing:.0%}, "
+        f"\n{explainer.adapter.name}, {PAIRS} held-out pairs: pointing game {pointing:.0%}, "
         f"image word selected {np.mean(image_words):.0%}, filler selected {np.mean(fillers):.0%}, "
         f"deletion AUC {np.mean(deletion):.3f}, insertion AUC {np.mean(insertion):.3f}, not grounded {skipped}"
     )
@@ -55,9 +57,7 @@ def test_demo_heatmaps_point_at_the_queried_object(explainer):
     assert np.mean(deletion) < np.mean(insertion)
 
 
-def test_demo_vocabulary_covers_the_task():
-    from transformers import AutoTokenizer
-
-    tokenizer = AutoTokenizer.from_pretrained(DEMO_MODEL)
+def test_demo_vocabulary_covers_the_task(explainer):
+    tokenizer = explainer.adapter.tokenizer
     for word in (*SHAPES, *COLOR_NAMES):
         assert tokenizer.convert_tokens_to_ids(word) != tokenizer.unk_token_id

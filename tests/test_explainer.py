@@ -104,3 +104,23 @@ def test_batch_size_does_not_change_the_result(tiny_llava, image):
     assert abs(one.deletion_auc - sixteen.deletion_auc) < 1e-4
     assert abs(one.insertion_auc - sixteen.insertion_auc) < 1e-4
     assert not np.allclose(one.saliency, 0)
+
+
+def test_custom_two_encoder_model_plugs_in_through_the_command_line(tmp_path):
+    """A model outside transformers, loaded by its own adapter class given with --adapter."""
+    import json
+
+    from lvlm_heat.cli import main
+
+    box = (36, 8, 56, 28)
+    folder = tmp_path / "two_encoder"
+    folder.mkdir()
+    (folder / "config.json").write_text(json.dumps({"box": box}))
+    red_box_scene(box=box).resize((128, 128), resample=0).save(tmp_path / "scene.png")  # 2x: boxes double
+    main(["--adapter", "toy.TwoEncoderAdapter", "--model", str(folder), "--image", str(tmp_path / "scene.png"),
+          "--question", "What is red?", "--output_dir", str(tmp_path / "out"), "--optim.mask_size", "16"])
+    saliency = np.load(tmp_path / "out" / "scene" / "saliency.npy")
+    assert saliency.shape == (128, 128)
+    row, col = np.unravel_index(saliency.argmax(), saliency.shape)
+    left, top, right, bottom = (2 * v for v in box)
+    assert left <= col < right and top <= row < bottom

@@ -73,3 +73,82 @@ def red_box_scene(size: int = 64, box: tuple[int, int, int, int] = (36, 8, 56, 2
     pixels[top:bottom, left:right] = (220, 30, 30)
     pixels[40:58, 6:24] = (30, 200, 40)
     return Image.fromarray(pixels)
+
+
+class TwoEncoderNet(nn.Module):
+    """A research-style model outside ``transformers`` with two vision encoders.
+
+    A coarse encoder sees the image at 16 px, a fine one at 64 px; the answer's
+    log-probability adds what each sees of the redness inside ``box`` (in 64 px units).
+    """
+
+    def __init__(self, box: tuple[int, int, int, int]) -> None:
+        super().__init__()
+        self.box = box
+        self.coarse_weight = nn.Parameter(torch.tensor(10.0), requires_grad=False)
+        self.fine_weight = nn.Parameter(torch.tensor(10.0), requires_grad=False)
+
+    @staticmethod
+    def _redness(pixels: Tensor, box: tuple[int, int, int, int]) -> Tensor:
+        left, top, right, bottom = box
+        region = pixels[:, :, top:bottom, left:right]
+        return (region[:, 0] - region[:, 1:].mean(1)).mean((-1, -2))
+
+    def forward(self, coarse: Tensor, fine: Tensor) -> Tensor:  # (N, 3, 16, 16), (N, 3, 64, 64) -> (N,)
+        quarter = tuple(v // 4 for v in self.box)
+        score = self.coarse_weight * (self._redness(coarse, quarter) - 0.3) + self.fine_weight * (
+            self._redness(fine, self.box) - 0.3
+        )
+        return F.logsigmoid(score)
+
+
+class TwoEncoderAdapter(Adapter):
+    """The worked example of README's "Add your own model": a plain ``nn.Module``, two encoders.
+
+    ``--adapter toy.TwoEncoderAdapter --model FOLDER`` loads ``FOLDER/config.json`` (``{"box": [...]}``).
+    """
+
+    VIEWS = {"coarse": 16, "fine": 64}
+
+    def __init__(self, box: tuple[int, int, int, int]) -> None:
+        self.model = TwoEncoderNet(box)
+        self.name = "two-encoder toy"
+
+    @classmethod
+    def load(cls, model: str, dtype: torch.dtype, device: torch.device) -> TwoEncoderAdapter:
+        import json
+        from pathlib import Path
+
+        adapter = cls(tuple(json.loads((Path(model) / "config.json").read_text())["box"]))
+        adapter.model.to(device=device, dtype=dtype)
+        adapter.name = model
+        return adapter
+
+    def generate(self, image, question, max_new_tokens):
+        return torch.tensor([0])
+
+    def encode_answer(self, answer):
+        return torch.tensor([0])
+
+    def token_texts(self, answer_ids):
+        return ["red"], [False]
+
+    def prepare(self, image, baseline, question, answer_ids) -> PreparedPair:
+        def views(img: Image.Image) -> dict[str, Tensor]:
+            out = {}
+            for key, side in self.VIEWS.items():
+                array = np.asarray(img.resize((side, side), Image.BILINEAR), dtype=np.float32) / 255
+                out[key] = torch.from_numpy(array).permute(2, 0, 1)[None]
+            return out
+
+        windows = {key: ViewWindow.full(image.height, image.width).resize(side, side) for key, side in self.VIEWS.items()}
+        prepared = PreparedPair(text={}, image=views(image), baseline=views(baseline), answer_ids=answer_ids,
+                                image_size=(image.height, image.width), geometry=windows)
+        prepared.guide = (prepared.image["fine"], windows["fine"])
+        return prepared
+
+    def project_mask(self, mask, prepared):
+        return {key: sample_mask(mask, window, prepared.image_size)[:, None] for key, window in prepared.geometry.items()}
+
+    def answer_log_probs(self, prepared, pixels):
+        return self.model(pixels["coarse"].flatten(0, 1), pixels["fine"].flatten(0, 1))[:, None]

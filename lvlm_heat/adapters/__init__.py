@@ -18,17 +18,16 @@ from lvlm_heat.adapters.base import Adapter, HFAdapter, PreparedPair, blend
 from lvlm_heat.adapters.anyres import AnyResAdapter
 from lvlm_heat.adapters.deepseek_vl import DeepseekVLHybridAdapter
 from lvlm_heat.adapters.llava import LlavaAdapter
-from lvlm_heat.adapters.processors import load_processor
 from lvlm_heat.adapters.qwen_vl import QwenVLAdapter
 from lvlm_heat.errors import LvlmHeatError
 
 Precision = Literal["auto", "fp32", "bf16", "fp16"]
 
-ADAPTERS: dict[str, type[HFAdapter]] = {}
+ADAPTERS: dict[str, type[Adapter]] = {}
 log = logging.getLogger(__name__)
 
 
-def register_adapter(cls: type[HFAdapter]) -> type[HFAdapter]:
+def register_adapter(cls: type[Adapter]) -> type[Adapter]:
     """Class decorator: use ``cls`` for every ``model_type`` it lists."""
     for model_type in cls.model_types:
         ADAPTERS[model_type] = cls
@@ -81,7 +80,7 @@ def _read_config(model: str):
         ) from err
 
 
-def _adapter_class(adapter: str | None, model_type: str, model: str) -> type[HFAdapter]:
+def _adapter_class(adapter: str | None, model_type: str, model: str) -> type[Adapter]:
     if adapter:
         module, _, name = adapter.rpartition(".")
         try:
@@ -102,29 +101,23 @@ def load_adapter(
     device: str = "auto",
     adapter: str | None = None,
     gradient_checkpointing: bool = False,
-) -> HFAdapter:
+) -> Adapter:
     """Load a checkpoint (hub id or local folder) with the adapter for its family.
 
     Args:
-        model: Hub id or folder saved with ``save_pretrained``.
+        model: Hub id or folder saved with ``save_pretrained`` (or whatever ``adapter`` loads).
         precision: Weights' dtype; ``auto`` picks bf16/fp16 on a GPU and fp32 on the CPU.
         device: ``auto``, ``cpu``, ``cuda`` or ``cuda:N``.
-        adapter: Import path of an adapter class, overriding auto-detection.
+        adapter: Import path of an adapter class, overriding auto-detection by ``model_type``.
         gradient_checkpointing: Recompute activations in the backward pass (large models).
     """
-    import transformers
-
-    config = _read_config(model)
-    cls = _adapter_class(adapter, getattr(config, "model_type", ""), model)
+    model_type = "" if adapter else getattr(_read_config(model), "model_type", "")
+    cls = _adapter_class(adapter, model_type, model)
     target = resolve_device(device)
-    dtype = resolve_dtype(precision, target)
-    model_class = getattr(transformers, cls.model_class)
     try:
-        processor = load_processor(model)
-        network = model_class.from_pretrained(model, dtype=dtype)
+        loaded = cls.load(model, dtype=resolve_dtype(precision, target), device=target)
     except OSError as err:
-        raise LvlmHeatError(f"cannot load the weights or processor of {model!r}: {err}".splitlines()[0]) from err
-    loaded = cls(network.to(target), processor, name=model)
+        raise LvlmHeatError(f"cannot load {model!r}: {str(err).splitlines()[0]}") from err
     if gradient_checkpointing:
         loaded.enable_gradient_checkpointing()
     return loaded

@@ -91,6 +91,15 @@ class Adapter(ABC):
     model: torch.nn.Module
     name: str = ""
 
+    @classmethod
+    def load(cls, model: str, dtype: torch.dtype, device: torch.device) -> Adapter:
+        """Load ``model`` (a path or id) in ``dtype`` onto ``device``: what ``--model`` / ``--adapter`` call."""
+        raise NotImplementedError(f"{cls.__name__} does not define load(model, dtype, device)")
+
+    def enable_gradient_checkpointing(self) -> None:
+        """Recompute activations in the backward pass; adapters that cannot, say so."""
+        raise NotImplementedError(f"{type(self).__name__} does not support gradient checkpointing")
+
     @property
     def device(self) -> torch.device:
         return next(self.model.parameters()).device
@@ -145,6 +154,17 @@ class HFAdapter(Adapter):
         self.processor = processor
         self.tokenizer = processor.tokenizer
         self.name = name
+
+    @classmethod
+    def load(cls, model: str, dtype: torch.dtype, device: torch.device) -> HFAdapter:
+        """``from_pretrained`` of the processor and of ``model_class``, moved to ``device``."""
+        import transformers
+
+        from lvlm_heat.adapters.processors import load_processor
+
+        processor = load_processor(model)
+        network = getattr(transformers, cls.model_class).from_pretrained(model, dtype=dtype)
+        return cls(network.to(device), processor, name=model)
 
     def enable_gradient_checkpointing(self) -> None:
         """Recompute each decoder / encoder layer's activations in the backward pass.

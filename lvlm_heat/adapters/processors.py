@@ -67,3 +67,25 @@ def load_processor(model: str) -> Any:
                 processor.chat_template = handle.read()
     log.warning("%s: built %s without a video processor (torchvision is not installed); images work", model, cls.__name__)
     return processor
+
+
+def save_processor(processor: Any, folder) -> None:
+    """``processor.save_pretrained(folder)``; for a processor built without its video processor,
+    the files a checkpoint has for it (image processor, tokenizer, ``processor_config.json``,
+    chat template), which :func:`load_processor` reads back."""
+    from pathlib import Path
+
+    if getattr(processor, "video_processor", "absent") is not None:
+        processor.save_pretrained(folder)
+        return
+    processor.image_processor.save_pretrained(folder)
+    processor.tokenizer.save_pretrained(folder)
+    config = {"processor_class": type(processor).__name__}
+    for name in inspect.signature(type(processor).__init__).parameters:
+        if name not in ("self", "image_processor", "tokenizer", "video_processor", "chat_template", "kwargs"):
+            value = getattr(processor, name, None)
+            if isinstance(value, (int, float, str, list)):
+                config[name] = value
+    Path(folder, "processor_config.json").write_text(json.dumps(config, indent=2))
+    if processor.chat_template:
+        Path(folder, "chat_template.jinja").write_text(processor.chat_template)
