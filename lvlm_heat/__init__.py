@@ -6,7 +6,8 @@ Models Look at when Answering Questions?", an extension of iGOS++ to free-form a
 
 from lvlm_heat.adapters import Adapter, HFAdapter, PreparedPair, load_adapter, register_adapter
 from lvlm_heat.api import Explainer
-from lvlm_heat.data import DEMO_MODEL, DEMO_PAIRS, Pair, load_image, read_pairs
+from lvlm_heat.data import DEMO_MODEL, DEMO_MODELS, DEMO_PAIRS
+from lvlm_heat.datasets import DataConfig, Pair, load_image, read_dataset
 from lvlm_heat.errors import LvlmHeatError
 from lvlm_heat.explainer import MaskExplainer, OptimConfig
 from lvlm_heat.metrics import DeletionAUC, InsertionAUC
@@ -15,8 +16,10 @@ from lvlm_heat.selection import SelectionConfig
 
 __all__ = [
     "DEMO_MODEL",
+    "DEMO_MODELS",
     "DEMO_PAIRS",
     "Adapter",
+    "DataConfig",
     "DeletionAUC",
     "ExplainConfig",
     "Explainer",
@@ -32,6 +35,6 @@ __all__ = [
     "explain_pair",
     "load_adapter",
     "load_image",
-    "read_pairs",
+    "read_dataset",
     "register_adapter",
 ]

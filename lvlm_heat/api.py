@@ -15,7 +15,8 @@ from typing import Any
 from PIL import Image
 
 from lvlm_heat.adapters import Precision, load_adapter
-from lvlm_heat.data import DEMO_MODELS, load_image
+from lvlm_heat.data import DEMO_MODELS
+from lvlm_heat.datasets import load_image
 from lvlm_heat.pipeline import ExplainConfig, Explanation, explain_pair, quiet_libraries
 
 

@@ -26,7 +26,7 @@ import torch
 from lvlm_heat.adapters.base import HFAdapter
 from lvlm_heat.api import Explainer
 from lvlm_heat.baseline import make_baseline
-from lvlm_heat.data import DEMO_PAIRS, load_image, read_pairs
+from lvlm_heat.datasets import DataConfig, load_image, read_dataset
 from lvlm_heat.explainer import OptimConfig
 from lvlm_heat.pipeline import ExplainConfig, explain_pair
 from lvlm_heat.selection import SelectionConfig
@@ -95,7 +95,7 @@ def benchmark(
         gradient_checkpointing: Recompute activations in the backward pass.
     """
     if image is None:
-        pair = read_pairs(DEMO_PAIRS)[0]
+        pair = read_dataset(DataConfig())[0]
         image, question = pair.image, question or pair.question
     picture = load_image(image)
     explainer = Explainer(model, device=device, precision=precision, gradient_checkpointing=gradient_checkpointing)

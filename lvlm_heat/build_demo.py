@@ -100,6 +100,8 @@ class LlavaDemo:
 
     name = "llava"
     out = DEMO_DIR / "llava_demo"
+    steps = (1200, 1200)  # vision pretraining, answer training
+    batch = 64
     image_token = "<image>"
     grid = INPUT_SIZE // PATCH  # image tokens per side
 
@@ -167,6 +169,8 @@ class QwenDemo(LlavaDemo):
 
     name = "qwen2_vl"
     out = DEMO_DIR / "qwen2_vl_demo"
+    steps = (600, 900)  # 144 patches an image: four times LLaVA's cost per step
+    batch = 48
     image_token = "<|image_pad|>"
     grid = 6  # a 128 px scene is resized to 96 px: 12 x 12 patches, 6 x 6 after merging
 
@@ -288,25 +292,56 @@ def pretrain_vision(family, model, processor, steps: int, batch: int, log) -> No
             log(f"vision step {step:5d} loss {loss.item():.3f} patch-shape acc {acc:.3f}")
 
 
-def _examples(family, processor, seed: int, count: int, per_scene: int = 2):
-    """Tokenised (prompt + answer) sequences with labels on the answer only."""
+def _prompt_ids(family, processor, question: str) -> list[int]:
+    tokenizer = processor.tokenizer
+    prompt = processor.apply_chat_template(
+        [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": question}]}],
+        add_generation_prompt=True,
+    )
+    ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
+    at = ids.index(tokenizer.convert_tokens_to_ids(family.image_token))
+    return ids[:at] + ids[at : at + 1] * family.grid**2 + ids[at + 1 :]
+
+
+def _answer_ids(tokenizer, answer: str) -> list[int]:
+    return tokenizer(" " + answer, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
+
+
+def _examples(family, processor, seed: int, count: int, per_scene: int = 2, blank_share: float = 0.0):
+    """Tokenised (prompt + answer) sequences with labels on the answer only.
+
+    With ``blank_share``, that many extra images show no object (a bare background, or a
+    scene blurred beyond recognition), each asked a question once per possible answer
+    word: the model learns that without a visible object every answer is equally likely,
+    instead of falling back on a favourite colour or shape.
+    """
+    from PIL import ImageFilter
+
     scenes, pixels = _scenes(family, processor, seed, count)
     tokenizer = processor.tokenizer
-    image_id = tokenizer.convert_tokens_to_ids(family.image_token)
-    n_image = family.grid**2
     rows = []
     for i, scene in enumerate(scenes):
         for j, kind in enumerate(("color", "shape")[:per_scene]):
             qa = ask(scene, seed, i * 2 + j, kind)
-            prompt = processor.apply_chat_template(
-                [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": qa.question}]}],
-                add_generation_prompt=True,
-            )
-            ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
-            at = ids.index(image_id)
-            ids = ids[:at] + [image_id] * n_image + ids[at + 1 :]
-            answer = tokenizer(" " + qa.answer, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
-            rows.append((i, ids, answer))
+            rows.append((i, _prompt_ids(family, processor, qa.question), _answer_ids(tokenizer, qa.answer)))
+    blanks = int(count * blank_share)
+    if blanks:
+        rng = np.random.default_rng([seed, 7])
+        images = [
+            make_scene(seed, count + b, SCENE_SIZE, max_objects=0).image
+            if b % 2 == 0
+            else scenes[b].image.filter(ImageFilter.GaussianBlur(float(rng.uniform(6, 20))))
+            for b in range(blanks)
+        ]
+        pixels = torch.cat([pixels, family.pixels(processor, images)])
+        for b in range(blanks):
+            qa = ask(scenes[b], seed, b * 2 + b % 2, "color" if b % 4 < 2 else "shape")
+            words = COLOR_NAMES if qa.kind == "color" else SHAPES
+            key = qa.target.color if qa.kind == "color" else qa.target.shape
+            prompt = _prompt_ids(family, processor, qa.question)
+            for word in words:
+                answer = qa.answer[: qa.answer.rindex(key)] + word
+                rows.append((count + b, prompt, _answer_ids(tokenizer, answer)))
     return pixels, rows
 
 
@@ -343,7 +378,7 @@ def train_answers(family, model, processor, steps: int, batch: int, log) -> None
     shape and colour features intact while the randomly initialised language model's
     gradients are still large.
     """
-    pixels, rows = _examples(family, processor, TRAIN_SEED, 10000)
+    pixels, rows = _examples(family, processor, TRAIN_SEED, 10000, blank_share=0.1)
     held_pixels, held_rows = _examples(family, processor, HELDOUT_SEED, 128)
     image_id = processor.tokenizer.convert_tokens_to_ids(family.image_token)
     tower = family.tower(model)
@@ -453,14 +488,17 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--family", choices=sorted(FAMILIES), default="llava", help="model format")
     parser.add_argument("--out", type=Path, default=None, help="where to save (default: the shipped folder)")
-    parser.add_argument("--vision-steps", type=int, default=1200)
-    parser.add_argument("--answer-steps", type=int, default=1200)
-    parser.add_argument("--batch", type=int, default=64)
+    parser.add_argument("--vision-steps", type=int, default=None, help="default: the family's")
+    parser.add_argument("--answer-steps", type=int, default=None, help="default: the family's")
+    parser.add_argument("--batch", type=int, default=None, help="default: the family's")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--check-only", action="store_true", help="only measure the saved model in --out")
     args = parser.parse_args(argv)
     family = FAMILIES[args.family]
     out = args.out or family.out
+    args.vision_steps = args.vision_steps or family.steps[0]
+    args.answer_steps = args.answer_steps or family.steps[1]
+    args.batch = args.batch or family.batch
     torch.manual_seed(0)
     torch.set_num_threads(args.threads)
     start = time.time()

@@ -11,13 +11,21 @@ import logging
 import sys
 from pathlib import Path
 
+import os
+from dataclasses import replace
+from typing import Any
+
 from lvlm_heat.adapters import Precision
 from lvlm_heat.baseline import BaselineKind
-from lvlm_heat.data import DEMO_PAIRS, Pair, load_image, read_pairs
+from lvlm_heat.data import DEMO_MODELS
+from lvlm_heat.datasets import DataConfig, Pair, load_image, read_dataset
 from lvlm_heat.errors import LvlmHeatError
 from lvlm_heat.explainer import OptimConfig
-from lvlm_heat.pipeline import ExplainConfig, Explanation
+from lvlm_heat.pipeline import ExplainConfig
+from lvlm_heat.runner import TrainerConfig
 from lvlm_heat.selection import SelectionConfig
+
+RUN_DIR_ENV = "LVLM_HEAT_RUN_DIR"
 
 log = logging.getLogger("lvlm_heat")
 
@@ -32,25 +40,39 @@ def next_run_dir(root: Path) -> Path:
     return root / f"version_{number}"
 
 
-def describe(result: Explanation, folder: Path | None) -> str:
-    """The lines printed for one pair."""
+def describe(record: dict[str, Any], folder: Path | None) -> str:
+    """The lines printed for one pair, from its ``result.json`` record."""
+    lines = [f"[{record['id']}] Q: {record.get('question', '')}"]
+    if record["status"] == "failed":
+        return "\n".join([*lines, f"  failed: {record.get('reason')}"])
     tokens = " ".join(
-        f"[{t.text.strip()} {t.llr:+.2f}]" if t.selected else f"{t.text.strip()} {t.llr:+.2f}"
-        for t in result.tokens
-        if not t.special
+        f"[{t['text'].strip()} {t['llr']:+.2f}]" if t["selected"] else f"{t['text'].strip()} {t['llr']:+.2f}"
+        for t in record["tokens"]
+        if not t["special"]
     )
-    lines = [f"[{result.pair_id}] Q: {result.question}", f"  answer: {result.answer}", f"  tokens (LLR, [selected]): {tokens}"]
-    if result.status == "explained":
-        flag = "  (unstable: p(I) - p(B) below min_gap)" if result.unstable else ""
+    lines += [f"  answer: {record['answer']}", f"  tokens (LLR, [selected]): {tokens}"]
+    if record["status"] == "explained":
+        flag = "  (unstable: p(I) - p(B) below min_gap)" if record["unstable_normalization"] else ""
         lines.append(
-            f"  deletion AUC {result.deletion_auc:.3f}  insertion AUC {result.insertion_auc:.3f}  "
-            f"p(I) {result.p_image:.3f}  p(B) {result.p_baseline:.3f}  {result.seconds:.1f}s{flag}"
+            f"  deletion AUC {record['deletion_auc']:.3f}  insertion AUC {record['insertion_auc']:.3f}  "
+            f"p(I) {record['p_image']:.3f}  p(B) {record['p_baseline']:.3f}  {record['seconds']:.1f}s{flag}"
         )
     else:
         lines.append("  not visually grounded: no answer token passes the LLR threshold; no heatmap")
     if folder is not None:
-        lines.append(f"  -> {folder / result.pair_id}")
+        lines.append(f"  -> {folder / record['id']}")
     return "\n".join(lines)
+
+
+def _run_folder(output_dir: Path | None, logs_root: Path) -> Path:
+    """The run folder, the same in every process of a multi-process run."""
+    if output_dir is not None:
+        return Path(output_dir)
+    if RUN_DIR_ENV in os.environ:  # a process launched by rank 0 (Lightning's launcher copies the environment)
+        return Path(os.environ[RUN_DIR_ENV])
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        raise LvlmHeatError("a multi-process launch (torchrun, SLURM) needs --output_dir: every process must write there")
+    return next_run_dir(Path(logs_root))
 
 
 def run(
@@ -58,7 +80,7 @@ def run(
     image: Path | None = None,
     question: str | None = None,
     answer: str | None = None,
-    pairs: Path | None = None,
+    data: DataConfig = DataConfig(),
     output_dir: Path | None = None,
     logs_root: Path = Path("lightning_logs"),
     precision: Precision = "auto",
@@ -70,7 +92,9 @@ def run(
     min_gap: float = 0.05,
     optim: OptimConfig = OptimConfig(),
     select: SelectionConfig = SelectionConfig(),
-) -> list[Explanation]:
+    trainer: TrainerConfig = TrainerConfig(),
+    progress: bool = True,
+) -> dict[str, Any] | None:
     """Explain where a vision-language model looks when it answers questions about images.
 
     With no arguments, explains the shipped demo pairs with the shipped demo model.
@@ -78,48 +102,77 @@ def run(
     Args:
         model: Hugging Face hub id, local folder saved with ``save_pretrained``, or a shipped demo
             model: ``demo`` (LLaVA format) or ``demo-qwen2-vl``.
-        image: Image of a single pair (with ``--question``).
+        image: Image of a single pair (with ``--question``); otherwise ``--data`` is explained.
         question: Question of a single pair.
-        answer: Explain this answer instead of the model's own (greedy) answer.
-        pairs: JSONL file of pairs (``image``, ``question``, optional ``id``, ``answer``, ``bbox``);
-            default, when no ``--image`` is given: the demo pairs.
-        output_dir: Where results go; default: a new ``version_N`` folder under ``logs_root``.
+        answer: Explain this answer instead of the model's own (greedy) answer (single pair).
+        data: The dataset to explain when no ``--image`` is given (default: the demo pairs).
+        output_dir: Where results go; default: a new ``version_N`` folder under ``logs_root``. Re-running
+            into a folder skips the pairs already finished there.
         logs_root: Parent of the default run folders.
         precision: Model weights: ``auto`` (bf16/fp16 on a GPU, fp32 on the CPU), fp32, bf16, fp16.
-        device: ``auto``, ``cpu``, ``cuda`` or ``cuda:N``.
+        device: ``auto``, ``cpu``, ``cuda`` or ``cuda:N`` (single process; see ``--trainer`` for several).
         adapter: Import path of an adapter class (``package.module.Class``) for models the
             auto-detection does not know.
         gradient_checkpointing: Recompute the model's activations in the backward pass: less
             memory on large models for about one extra forward pass.
         baseline: Reference image B: ``blur``, ``black`` or ``noise``.
         max_new_tokens: Length limit of generated answers.
-        min_gap: Flag pairs whose ``p(I) - p(B)`` is below this (unstable normalisation).
+        min_gap: Flag pairs whose ``p(I) - p(B)`` is below this (unstable normalisation); flagged
+            pairs are left out of the mean AUCs.
         optim: Mask optimisation settings.
         select: Which answer tokens are explained.
+        trainer: Processes and devices of a dataset run (``--trainer.devices 8``).
+        progress: Show progress bars.
+
+    Returns:
+        The summary (on the process of rank 0).
     """
-    from lvlm_heat.api import Explainer
+    from lvlm_heat.adapters import check_model, resolve_device
+    from lvlm_heat.runner import run_dataset
 
     if (image is None) != (question is None):
-        raise LvlmHeatError("give --image and --question together (or neither, to explain --pairs or the demo pairs)")
+        raise LvlmHeatError("give --image and --question together (or neither, to explain --data.path or the demo pairs)")
     if image is not None:
         load_image(image)  # fail before the model loads
-        todo = [Pair(Path(image).stem, Path(image), question, answer)]
+        if not question.strip():
+            raise LvlmHeatError("the question is empty: give a question about the image")
+        pairs = [Pair(Path(image).stem, Path(image), question, answer)]
     else:
-        todo = read_pairs(pairs or DEMO_PAIRS)
+        if answer is not None:
+            raise LvlmHeatError("--answer goes with --image; a dataset gives answers in its answer field")
+        pairs = read_dataset(data)
     config = ExplainConfig(baseline=baseline, max_new_tokens=max_new_tokens, min_gap=min_gap, optim=optim, select=select)
-    explainer = Explainer(model, precision=precision, device=device, adapter=adapter,
-                          gradient_checkpointing=gradient_checkpointing, config=config)
-    folder = Path(output_dir) if output_dir is not None else next_run_dir(Path(logs_root))
-    print(f"model {model} on {explainer.adapter.device} ({explainer.adapter.dtype}); outputs in {folder}", flush=True)
-    results = []
-    for pair in todo:
-        result = explainer.explain(pair.image, pair.question, answer or pair.answer, pair_id=pair.id, output_dir=folder)
-        print(describe(result, folder), flush=True)
-        results.append(result)
-    return results
+    checkpoint = str(DEMO_MODELS.get(model, model))
+    check_model(checkpoint, adapter)
+    folder = _run_folder(output_dir, logs_root)
+    accelerator = trainer.accelerator
+    if trainer.devices in (1, "1") and accelerator == "auto":  # one process: --device says where
+        accelerator = "gpu" if resolve_device(device).type == "cuda" else "cpu"
+    load = dict(model=checkpoint, precision=precision, adapter=adapter, gradient_checkpointing=gradient_checkpointing)
+    print(f"model {model}: {len(pairs)} pair(s); outputs in {folder}", flush=True)
+    os.environ[RUN_DIR_ENV] = str(folder)
+    try:
+        summary = run_dataset(pairs, load, config, folder, replace(trainer, accelerator=accelerator),
+                              multiple_choice=data.multiple_choice, progress=progress,
+                              report=lambda record: print(describe(record, folder), flush=True))
+    finally:
+        os.environ.pop(RUN_DIR_ENV, None)
+    if summary is not None:
+        means = summary["means"]
+        print(
+            f"{summary['explained']} explained, {summary['not_grounded']} not visually grounded, {summary['failed']} "
+            f"failed; mean deletion AUC {_fmt(means['deletion_auc'])}, insertion AUC {_fmt(means['insertion_auc'])}"
+            f"; summary in {folder / 'summary.json'}",
+            flush=True,
+        )
+    return summary
 
 
-def main(argv: list[str] | None = None) -> list[Explanation] | None:
+def _fmt(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.3f}"
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any] | None:
     """Parse ``argv`` (default ``sys.argv[1:]``) and run; user errors become one line and exit 1."""
     from argparse import ArgumentError
 

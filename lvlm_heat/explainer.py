@@ -16,6 +16,7 @@ Reading order, as the algorithm runs:
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -207,6 +208,8 @@ class MaskExplainer(LightningModule):
         regulariser = config.l1 * terms["l1"] + config.l3 * terms["tv"] + config.l2 * weight * terms["l2"]
         self.manual_backward(regulariser)
         total = (totals[False] - totals[True]) / self.score_scale + regulariser.item()
+        if not (math.isfinite(total) and torch.isfinite(mask.grad).all()):
+            raise FloatingPointError(f"the loss or its gradient is not finite at iteration {iteration}")
         optimizer.step()
 
         record = {

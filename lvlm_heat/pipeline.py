@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import math
+from contextlib import contextmanager
 import time
 import warnings
 from dataclasses import asdict, dataclass, field
@@ -24,10 +25,11 @@ from lvlm_heat.errors import LvlmHeatError
 from lvlm_heat.explainer import MaskExplainer, OptimConfig
 from lvlm_heat.geometry import upsample_to_image
 from lvlm_heat.metrics.curves import Curve
+from lvlm_heat.metrics.plausibility import box_mass, pointing_hit
 from lvlm_heat.report import write_outputs
 from lvlm_heat.selection import SelectionConfig, TokenScore, select_tokens
 
-EXPLAINED, NOT_GROUNDED = "explained", "not_grounded"
+EXPLAINED, NOT_GROUNDED, FAILED = "explained", "not_grounded", "failed"
 
 
 @dataclass
@@ -77,6 +79,22 @@ class Explanation:
     model: str = ""
     settings: dict[str, Any] = field(default_factory=dict)
     image_path: str | None = None
+    bbox: tuple[float, float, float, float] | None = None
+    reason: str | None = None
+
+    @property
+    def pointing_hit(self) -> bool | None:
+        """Whether the saliency peak is in ``bbox`` (``None`` without a box or a map)."""
+        if self.bbox is None or self.saliency is None:
+            return None
+        return pointing_hit(torch.from_numpy(self.saliency), self.bbox)
+
+    @property
+    def box_mass(self) -> float | None:
+        """Share of the saliency inside ``bbox`` (``None`` without a box or a map)."""
+        if self.bbox is None or self.saliency is None:
+            return None
+        return box_mass(torch.from_numpy(self.saliency), self.bbox)
 
     @property
     def deletion_auc(self) -> float:
@@ -113,6 +131,10 @@ class Explanation:
             "p_image": self.p_image,
             "p_baseline": self.p_baseline,
             "unstable_normalization": self.unstable,
+            "bbox": list(self.bbox) if self.bbox else None,
+            "pointing_hit": self.pointing_hit,
+            "box_mass": self.box_mass,
+            "reason": self.reason,
             "curves": {"deletion": curve(self.deletion), "insertion": curve(self.insertion)},
             "history": self.history,
             "seconds": self.seconds,
@@ -133,6 +155,7 @@ def quiet_libraries() -> None:
     warnings.filterwarnings("ignore", message=".*does not have many workers.*")
     warnings.filterwarnings("ignore", message=".*is smaller than the logging interval.*")
     warnings.filterwarnings("ignore", message=".*LeafSpec.*is deprecated.*")
+    warnings.filterwarnings("ignore", message=".*sync_dist=True.*")  # a pair's own metrics: nothing to sync
 
 
 def _trainer(adapter: Adapter, output_dir: Path | None, pair_id: str, image: Image.Image, **overrides) -> Trainer:
@@ -168,6 +191,7 @@ def explain_pair(
     pair_id: str = "pair",
     output_dir: Path | None = None,
     image_path: str | None = None,
+    bbox: tuple[float, float, float, float] | None = None,
     trainer_overrides: dict[str, Any] | None = None,
 ) -> Explanation:
     """Explain one image-question pair with ``adapter``'s model.
@@ -181,6 +205,7 @@ def explain_pair(
         pair_id: Folder name of the outputs and TensorBoard run.
         output_dir: Where ``<pair_id>/`` is written; nothing is written when ``None``.
         image_path: Recorded in ``result.json``.
+        bbox: ``(left, top, right, bottom)`` of the evidence, for the plausibility scores.
         trainer_overrides: Extra ``lightning.Trainer`` arguments.
     """
     config = config or ExplainConfig()
@@ -200,7 +225,7 @@ def explain_pair(
     settings = {"baseline": config.baseline, "max_new_tokens": config.max_new_tokens, "min_gap": config.min_gap,
                 "optim": asdict(config.optim), "select": asdict(config.select)}
     result = Explanation(pair_id, question, answer_text, NOT_GROUNDED, [], model=adapter.name, settings=settings,
-                         image_path=image_path)
+                         image_path=image_path, bbox=bbox)
     if answer_ids.numel() == 0:
         result.seconds = time.perf_counter() - start
         if output_dir is not None:
@@ -223,11 +248,12 @@ def explain_pair(
         result.p_baseline = float(log_probs[1, selected].exp().mean())
         result.unstable = result.p_image - result.p_baseline < config.min_gap
         module = MaskExplainer(adapter, prepared, selected, config.optim, result.p_image, result.p_baseline)
-        trainer = _trainer(adapter, output_dir, pair_id, image, **(trainer_overrides or {}))
-        trainer.fit(module, train_dataloaders=DataLoader(range(config.optim.iterations), batch_size=None))
-        clock.lap("optimise")
-        trainer.test(module, dataloaders=DataLoader([0], batch_size=None), verbose=False)
-        clock.lap("curves")
+        with _as_rank_zero():
+            trainer = _trainer(adapter, output_dir, pair_id, image, **(trainer_overrides or {}))
+            trainer.fit(module, train_dataloaders=DataLoader(range(config.optim.iterations), batch_size=None))
+            clock.lap("optimise")
+            trainer.test(module, dataloaders=DataLoader([0], batch_size=None), verbose=False)
+            clock.lap("curves")
         mask = module.mask.detach().float()
         result.mask = mask[0, 0].cpu().numpy()
         result.saliency = (1 - upsample_to_image(mask, prepared.image_size))[0, 0].cpu().numpy().astype(np.float32)
@@ -237,6 +263,21 @@ def explain_pair(
     if output_dir is not None:
         write_outputs(output_dir / pair_id, image, result)
     return result
+
+
+@contextmanager
+def _as_rank_zero():
+    """Each pair is one process's own work: its TensorBoard events must be written whatever the
+    process's rank (Lightning's rank-zero guard would silence ranks > 0), and the outer run's rank
+    must be restored afterwards (a single-device trainer resets it to 0)."""
+    from lightning.pytorch.utilities.rank_zero import rank_zero_only
+
+    saved = getattr(rank_zero_only, "rank", 0)
+    rank_zero_only.rank = 0
+    try:
+        yield
+    finally:
+        rank_zero_only.rank = saved
 
 
 class _Clock:

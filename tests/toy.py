@@ -32,12 +32,8 @@ class RedBoxModel(nn.Module):
         return F.logsigmoid(self.scale * (redness - 0.3))
 
 
-class RedBoxAdapter(Adapter):
-    model_types = ()
-
-    def __init__(self, box: tuple[int, int, int, int]) -> None:
-        self.model = RedBoxModel(box)
-        self.name = "red-box toy"
+class OneWordAdapter(Adapter):
+    """Text side of the toys: the answer is always the single token "red"."""
 
     def generate(self, image, question, max_new_tokens):
         return torch.tensor([0])
@@ -47,6 +43,12 @@ class RedBoxAdapter(Adapter):
 
     def token_texts(self, answer_ids):
         return ["red"], [False]
+
+
+class RedBoxAdapter(OneWordAdapter):
+    def __init__(self, box: tuple[int, int, int, int]) -> None:
+        self.model = RedBoxModel(box)
+        self.name = "red-box toy"
 
     def prepare(self, image, baseline, question, answer_ids) -> PreparedPair:
         def tensor(img: Image.Image) -> Tensor:
@@ -102,7 +104,7 @@ class TwoEncoderNet(nn.Module):
         return F.logsigmoid(score)
 
 
-class TwoEncoderAdapter(Adapter):
+class TwoEncoderAdapter(OneWordAdapter):
     """The worked example of README's "Add your own model": a plain ``nn.Module``, two encoders.
 
     ``--adapter toy.TwoEncoderAdapter --model FOLDER`` loads ``FOLDER/config.json`` (``{"box": [...]}``).
@@ -123,15 +125,6 @@ class TwoEncoderAdapter(Adapter):
         adapter.model.to(device=device, dtype=dtype)
         adapter.name = model
         return adapter
-
-    def generate(self, image, question, max_new_tokens):
-        return torch.tensor([0])
-
-    def encode_answer(self, answer):
-        return torch.tensor([0])
-
-    def token_texts(self, answer_ids):
-        return ["red"], [False]
 
     def prepare(self, image, baseline, question, answer_ids) -> PreparedPair:
         def views(img: Image.Image) -> dict[str, Tensor]:

@@ -95,6 +95,12 @@ def _adapter_class(adapter: str | None, model_type: str, model: str) -> type[Ada
     return ADAPTERS[model_type]
 
 
+def check_model(model: str, adapter: str | None = None) -> None:
+    """Fail early, with one line, for a model that cannot be found or has no adapter."""
+    model_type = "" if adapter else getattr(_read_config(model), "model_type", "")
+    _adapter_class(adapter, model_type, model)
+
+
 def load_adapter(
     model: str,
     precision: Precision = "auto",
@@ -133,6 +139,7 @@ __all__ = [
     "PreparedPair",
     "QwenVLAdapter",
     "blend",
+    "check_model",
     "load_adapter",
     "register_adapter",
     "resolve_device",

@@ -1,10 +1,12 @@
 """Synthetic grounded VQA: a few coloured shapes on a textured background.
 
-Every scene holds two or three objects, each with its own shape and its own colour,
-so "the circle" and "the red object" each name exactly one object. Questions ask
-for the colour of a named shape or the shape of a named colour, and answers are a
-short sentence ("the circle is red") in which only one word depends on the image.
-The queried object's box is recorded, so a heatmap can be checked against it.
+Every scene holds two or three objects whose shapes and colours are drawn
+independently, repeats allowed. A question names its object by an attribute no other
+object shares ("the circle" when there is one circle, "the red object" when there is
+one red object) and asks for the other attribute; the answer is a short sentence
+("the circle is red") in which only one word depends on the image. Because repeats are
+allowed, the other objects say nothing about the answer (no answering by elimination),
+so the evidence sits in the queried object alone, whose box is recorded.
 
 Scenes are a pure function of ``(seed, index)``: the demo model's training set, its
 held-out set and the shipped demo pairs are reproducible bit for bit.
@@ -91,10 +93,15 @@ def make_scene(seed: int, index: int, size: int = 128, max_objects: int = 3) -> 
     """
     rng = np.random.default_rng([seed, index])
     canvas = Image.fromarray(_background(rng, size))
+    if max_objects == 0:
+        return Scene(canvas, ())
     draw = ImageDraw.Draw(canvas)
     count = int(rng.integers(2, max_objects + 1))
-    shapes = rng.permutation(len(SHAPES))[:count]
-    colors = rng.permutation(len(COLOR_NAMES))[:count]
+    while True:  # some object must be nameable by a unique shape or a unique colour
+        shapes = rng.integers(len(SHAPES), size=count)
+        colors = rng.integers(len(COLOR_NAMES), size=count)
+        if (np.bincount(shapes)[shapes] == 1).any() or (np.bincount(colors)[colors] == 1).any():
+            break
     taken: list[tuple[int, int, int, int]] = []
     objects = []
     for shape_index, color_index in zip(shapes, colors):
@@ -118,11 +125,21 @@ def make_scene(seed: int, index: int, size: int = 128, max_objects: int = 3) -> 
     return Scene(canvas, tuple(objects))
 
 
+def askable(scene: Scene, kind: str) -> list[SceneObject]:
+    """Objects a ``kind`` question can name unambiguously: unique shape (colour questions)
+    or unique colour (shape questions)."""
+    key = (lambda o: o.shape) if kind == "color" else (lambda o: o.color)
+    return [o for o in scene.objects if sum(key(p) == key(o) for p in scene.objects) == 1]
+
+
 def ask(scene: Scene, seed: int, index: int, kind: str | None = None) -> GroundedQuestion:
-    """Pick one object of ``scene`` and ask for its colour or its shape."""
+    """Pick an object of ``scene`` and ask for its colour or its shape (``kind``, else random)."""
     rng = np.random.default_rng([seed, index, 1])
-    target = scene.objects[int(rng.integers(len(scene.objects)))]
     kind = kind or ("color" if rng.random() < 0.5 else "shape")
+    if not askable(scene, kind):  # a placement failure can drop the only unique object
+        kind = "shape" if kind == "color" else "color"
+    candidates = askable(scene, kind)
+    target = candidates[int(rng.integers(len(candidates)))]
     if kind == "color":
         return GroundedQuestion(f"What color is the {target.shape}?", f"the {target.shape} is {target.color}", target, kind)
     return GroundedQuestion(
