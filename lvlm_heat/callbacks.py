@@ -17,6 +17,25 @@ from lvlm_heat.geometry import upsample_to_image
 from lvlm_heat.report import curves_figure, heatmap_overlay
 
 
+class IterationProgress(Callback):
+    """A bar over the iterations of the pair being explained (under the dataset's bar)."""
+
+    def on_train_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        from tqdm.auto import tqdm
+
+        self.bar = tqdm(total=trainer.num_training_batches, desc="iterations", leave=False, position=1,
+                        dynamic_ncols=True)
+
+    def on_train_batch_end(self, trainer: Trainer, pl_module: LightningModule, outputs, batch, batch_idx: int) -> None:
+        self.bar.update(1)
+        if pl_module.history:
+            self.bar.set_postfix(deletion=f"{pl_module.history[-1]['deletion']:.2f}",
+                                 insertion=f"{pl_module.history[-1]['insertion']:.2f}")
+
+    def on_train_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        self.bar.close()
+
+
 class SaliencyImageLogger(Callback):
     """Logs the evolving mask, the final overlay and the curves of a :class:`MaskExplainer`.
 

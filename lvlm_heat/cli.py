@@ -127,6 +127,8 @@ def run(
     Returns:
         The summary (on the process of rank 0).
     """
+    from tqdm.auto import tqdm
+
     from lvlm_heat.adapters import check_model, resolve_device
     from lvlm_heat.runner import run_dataset
 
@@ -154,7 +156,7 @@ def run(
     try:
         summary = run_dataset(pairs, load, config, folder, replace(trainer, accelerator=accelerator),
                               multiple_choice=data.multiple_choice, progress=progress,
-                              report=lambda record: print(describe(record, folder), flush=True))
+                              report=lambda record: tqdm.write(describe(record, folder)))
     finally:
         os.environ.pop(RUN_DIR_ENV, None)
     if summary is not None:

@@ -20,7 +20,7 @@ from torch.utils.data import DataLoader
 
 from lvlm_heat.adapters.base import Adapter
 from lvlm_heat.baseline import BaselineKind, make_baseline
-from lvlm_heat.callbacks import SaliencyImageLogger
+from lvlm_heat.callbacks import IterationProgress, SaliencyImageLogger
 from lvlm_heat.errors import LvlmHeatError
 from lvlm_heat.explainer import MaskExplainer, OptimConfig
 from lvlm_heat.geometry import upsample_to_image
@@ -158,7 +158,8 @@ def quiet_libraries() -> None:
     warnings.filterwarnings("ignore", message=".*sync_dist=True.*")  # a pair's own metrics: nothing to sync
 
 
-def _trainer(adapter: Adapter, output_dir: Path | None, pair_id: str, image: Image.Image, **overrides) -> Trainer:
+def _trainer(adapter: Adapter, output_dir: Path | None, pair_id: str, image: Image.Image, progress: bool = False,
+             **overrides) -> Trainer:
     quiet_libraries()
     device = adapter.device
     logger: Any = False
@@ -169,7 +170,7 @@ def _trainer(adapter: Adapter, output_dir: Path | None, pair_id: str, image: Ima
         devices=[device.index or 0] if device.type == "cuda" else 1,
         max_epochs=1,
         logger=logger,
-        callbacks=[SaliencyImageLogger(image)],
+        callbacks=[SaliencyImageLogger(image), *([IterationProgress()] if progress else [])],
         enable_checkpointing=False,
         enable_model_summary=False,
         enable_progress_bar=False,
@@ -192,6 +193,7 @@ def explain_pair(
     output_dir: Path | None = None,
     image_path: str | None = None,
     bbox: tuple[float, float, float, float] | None = None,
+    progress: bool = False,
     trainer_overrides: dict[str, Any] | None = None,
 ) -> Explanation:
     """Explain one image-question pair with ``adapter``'s model.
@@ -206,6 +208,7 @@ def explain_pair(
         output_dir: Where ``<pair_id>/`` is written; nothing is written when ``None``.
         image_path: Recorded in ``result.json``.
         bbox: ``(left, top, right, bottom)`` of the evidence, for the plausibility scores.
+        progress: Show a bar over the iterations.
         trainer_overrides: Extra ``lightning.Trainer`` arguments.
     """
     config = config or ExplainConfig()
@@ -249,7 +252,7 @@ def explain_pair(
         result.unstable = result.p_image - result.p_baseline < config.min_gap
         module = MaskExplainer(adapter, prepared, selected, config.optim, result.p_image, result.p_baseline)
         with _as_rank_zero():
-            trainer = _trainer(adapter, output_dir, pair_id, image, **(trainer_overrides or {}))
+            trainer = _trainer(adapter, output_dir, pair_id, image, progress, **(trainer_overrides or {}))
             trainer.fit(module, train_dataloaders=DataLoader(range(config.optim.iterations), batch_size=None))
             clock.lap("optimise")
             trainer.test(module, dataloaders=DataLoader([0], batch_size=None), verbose=False)

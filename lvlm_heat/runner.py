@@ -73,7 +73,7 @@ class DatasetProgress(Callback):
     def on_predict_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         from tqdm.auto import tqdm
 
-        total = sum(len(loader) for loader in trainer.predict_dataloaders) if trainer.predict_dataloaders else None
+        total = sum(trainer.num_predict_batches)
         self.bar = tqdm(total=total, unit="pair", desc="pairs", disable=trainer.global_rank != 0, dynamic_ncols=True)
         self.start = time.perf_counter()
 
@@ -96,12 +96,14 @@ class DatasetExplainer(LightningModule):
         run_dir: Where each pair's folder, ``summary.json`` and ``summary.csv`` go.
         multiple_choice: Ask with the options listed, for the letter.
         report: Called with each newly explained pair's record (for printing).
+        progress: Show a bar over each pair's iterations.
     """
 
     def __init__(self, pairs: list[Pair], load: dict[str, Any], config: ExplainConfig, run_dir: Path,
-                 multiple_choice: bool = False, report: Callable[[dict], None] | None = None) -> None:
+                 multiple_choice: bool = False, report: Callable[[dict], None] | None = None,
+                 progress: bool = False) -> None:
         super().__init__()
-        self.report = report
+        self.report, self.progress = report, progress
         self.pairs, self.load, self.config, self.run_dir = pairs, load, config, Path(run_dir)
         self.multiple_choice = multiple_choice
         self.adapter = None
@@ -146,7 +148,7 @@ class DatasetExplainer(LightningModule):
             image = load_image(pair.image)
             result = explain_pair(
                 self.adapter, image, question_for(pair, self.multiple_choice), answer=pair.answer, config=self.config,
-                pair_id=pair.id, output_dir=self.run_dir, bbox=pair.bbox,
+                pair_id=pair.id, output_dir=self.run_dir, bbox=pair.bbox, progress=self.progress,
                 image_path=None if isinstance(pair.image, bytes) else str(pair.image),
             )
             return result.to_dict()
@@ -218,7 +220,7 @@ def run_dataset(pairs: list[Pair], load: dict[str, Any], config: ExplainConfig, 
     if trainer.strategy == "ddp_spawn":
         raise LvlmHeatError("strategy ddp_spawn pickles the model to its workers, which transformers models do not "
                             "support: use --trainer.strategy ddp")
-    module = DatasetExplainer(pairs, load, config, run_dir, multiple_choice, report)
+    module = DatasetExplainer(pairs, load, config, run_dir, multiple_choice, report, progress)
     runner = Trainer(
         accelerator=trainer.accelerator, devices=trainer.devices, strategy=trainer.strategy,
         num_nodes=trainer.num_nodes,

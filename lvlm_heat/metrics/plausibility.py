@@ -43,8 +43,8 @@ def box_mass(saliency: Tensor, box: tuple[float, float, float, float]) -> float:
     return float(positive[_inside(saliency.shape, box, saliency.device)].sum() / total) if total > 0 else 0.0
 
 
-class PointingGame(Metric):
-    """Share of saliency maps whose maximum falls inside their box: higher is better."""
+class _MeanScore(Metric):
+    """Mean of a per-map score against a box; states are sums, so processes sync by adding."""
 
     is_differentiable = False
     higher_is_better = True
@@ -52,32 +52,37 @@ class PointingGame(Metric):
 
     def __init__(self, **kwargs) -> None:
         super().__init__(**kwargs)
-        self.add_state("hits", default=torch.tensor(0.0, dtype=torch.float64), dist_reduce_fx="sum")
+        self.add_state("total", default=torch.tensor(0.0, dtype=torch.float64), dist_reduce_fx="sum")
         self.add_state("count", default=torch.tensor(0, dtype=torch.long), dist_reduce_fx="sum")
 
+    @staticmethod
+    def score(saliency: Tensor, box: tuple[float, float, float, float]) -> float:
+        raise NotImplementedError
+
     def update(self, saliency: Tensor, box: tuple[float, float, float, float]) -> None:
-        self.hits += float(pointing_hit(saliency, box))
+        """Add one ``(H, W)`` map and its ``(left, top, right, bottom)`` box."""
+        self.total += float(self.score(saliency, box))
         self.count += 1
 
     def compute(self) -> Tensor:
-        return (self.hits / self.count).float() if self.count > 0 else torch.tensor(float("nan"))
+        return (self.total / self.count).float() if self.count > 0 else torch.tensor(float("nan"))
 
 
-class BoxSaliencyMass(Metric):
+class PointingGame(_MeanScore):
+    """Share of saliency maps whose maximum falls inside their box: higher is better.
+
+    Example:
+        >>> metric = PointingGame()
+        >>> saliency = torch.zeros(4, 4); saliency[1, 2] = 1.0
+        >>> metric.update(saliency, (2, 0, 4, 2)); metric.update(saliency, (0, 0, 2, 2))
+        >>> metric.compute()
+        tensor(0.5000)
+    """
+
+    score = staticmethod(pointing_hit)
+
+
+class BoxSaliencyMass(_MeanScore):
     """Mean share of saliency mass inside the box: higher is better."""
 
-    is_differentiable = False
-    higher_is_better = True
-    full_state_update = False
-
-    def __init__(self, **kwargs) -> None:
-        super().__init__(**kwargs)
-        self.add_state("mass", default=torch.tensor(0.0, dtype=torch.float64), dist_reduce_fx="sum")
-        self.add_state("count", default=torch.tensor(0, dtype=torch.long), dist_reduce_fx="sum")
-
-    def update(self, saliency: Tensor, box: tuple[float, float, float, float]) -> None:
-        self.mass += box_mass(saliency, box)
-        self.count += 1
-
-    def compute(self) -> Tensor:
-        return (self.mass / self.count).float() if self.count > 0 else torch.tensor(float("nan"))
+    score = staticmethod(box_mass)
