@@ -55,7 +55,7 @@ LLAVA_CHAT_TEMPLATE = (
 
 WORDS = (
     "user assistant : ? . , ! ' what which color colour shape is are the a an of object objects "
-    "in on this that image picture there it and or to left right top bottom one how many yes no "
+    "in on this that image picture there it and or to left right top bottom one how many yes no none "
     + " ".join(SHAPES)
     + " "
     + " ".join(COLOR_NAMES)
@@ -307,13 +307,15 @@ def _answer_ids(tokenizer, answer: str) -> list[int]:
     return tokenizer(" " + answer, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
 
 
-def _examples(family, processor, seed: int, count: int, per_scene: int = 2, blank_share: float = 0.0):
+def _examples(family, processor, seed: int, count: int, per_scene: int = 2, absent_share: float = 0.0):
     """Tokenised (prompt + answer) sequences with labels on the answer only.
 
-    With ``blank_share``, that many extra images show no object (a bare background, or a
-    scene blurred beyond recognition), each asked a question once per possible answer
-    word: the model learns that without a visible object every answer is equally likely,
-    instead of falling back on a favourite colour or shape.
+    With ``absent_share``, that many extra questions name an object that is not visible
+    and are answered ``none`` ("the circle is none", "the red object is a none"): half on
+    images without any object (a bare background, or a scene blurred beyond recognition),
+    half on scenes that hold other objects but not the named one. The model learns that
+    its answer comes from the named object alone: no favourite colour or shape to fall back
+    on, and no borrowing the colour of another object.
     """
     from PIL import ImageFilter
 
@@ -324,24 +326,35 @@ def _examples(family, processor, seed: int, count: int, per_scene: int = 2, blan
         for j, kind in enumerate(("color", "shape")[:per_scene]):
             qa = ask(scene, seed, i * 2 + j, kind)
             rows.append((i, _prompt_ids(family, processor, qa.question), _answer_ids(tokenizer, qa.answer)))
-    blanks = int(count * blank_share)
-    if blanks:
+    extra = int(count * absent_share)
+    if extra:
         rng = np.random.default_rng([seed, 7])
-        images = [
+        empty = [
             make_scene(seed, count + b, SCENE_SIZE, max_objects=0).image
             if b % 2 == 0
             else scenes[b].image.filter(ImageFilter.GaussianBlur(float(rng.uniform(6, 20))))
-            for b in range(blanks)
+            for b in range(extra // 2)
         ]
-        pixels = torch.cat([pixels, family.pixels(processor, images)])
-        for b in range(blanks):
-            qa = ask(scenes[b], seed, b * 2 + b % 2, "color" if b % 4 < 2 else "shape")
-            words = COLOR_NAMES if qa.kind == "color" else SHAPES
-            key = qa.target.color if qa.kind == "color" else qa.target.shape
-            prompt = _prompt_ids(family, processor, qa.question)
-            for word in words:
-                answer = qa.answer[: qa.answer.rindex(key)] + word
-                rows.append((count + b, prompt, _answer_ids(tokenizer, answer)))
+        pixels = torch.cat([pixels, family.pixels(processor, empty)])
+        for b in range(extra):
+            if b < len(empty):  # nothing visible
+                index, present = count + b, set()
+            else:  # other objects visible, not the named one
+                index = int(rng.integers(count))
+                present = scenes[index].objects
+            kind = "color" if b % 2 == 0 else "shape"
+            names = SHAPES if kind == "color" else COLOR_NAMES
+            taken = {o.shape if kind == "color" else o.color for o in present}
+            missing = [name for name in names if name not in taken]
+            if not missing:
+                continue
+            name = missing[int(rng.integers(len(missing)))]
+            question, answer = (
+                (f"What color is the {name}?", f"the {name} is none")
+                if kind == "color"
+                else (f"What shape is the {name} object?", f"the {name} object is a none")
+            )
+            rows.append((index, _prompt_ids(family, processor, question), _answer_ids(tokenizer, answer)))
     return pixels, rows
 
 
@@ -378,7 +391,7 @@ def train_answers(family, model, processor, steps: int, batch: int, log) -> None
     shape and colour features intact while the randomly initialised language model's
     gradients are still large.
     """
-    pixels, rows = _examples(family, processor, TRAIN_SEED, 10000, blank_share=0.1)
+    pixels, rows = _examples(family, processor, TRAIN_SEED, 10000, absent_share=0.2)
     held_pixels, held_rows = _examples(family, processor, HELDOUT_SEED, 128)
     image_id = processor.tokenizer.convert_tokens_to_ids(family.image_token)
     tower = family.tower(model)

@@ -8,7 +8,7 @@ Reading order, as the algorithm runs:
    path give deletion composites ``phi(I, B, t_k M~)`` and insertion composites
    ``phi(B, I, t_k M~)``, evaluated in batches, noised, and scored by the adapter;
 3. ``L_del - L_ins`` is back-propagated chunk by chunk (memory stays bounded), expressed in
-   units of its first gradient (so the regulariser weights are relative to it), then the
+   units of its largest gradient (so the regulariser weights are relative to it), then the
    L1, bilateral-TV and GNC-decayed L2 terms are added and :class:`IGOSNesterov` steps;
 4. ``test_step`` draws the deletion and insertion curves of the final mask.
 """
@@ -58,8 +58,9 @@ class OptimConfig:
     lr: float | None = None
     """Absolute step size (the paper's 10); overrides ``step_size`` when set."""
     relative_weights: bool = True
-    """Express ``L_del - L_ins`` in units of its first gradient's largest cell, so the regulariser
-    weights mean the same for every model; ``false`` uses the raw log-probabilities (the paper)."""
+    """Express ``L_del - L_ins`` in units of its largest gradient cell (that of the first iteration,
+    unless a later one is larger), so the regulariser weights mean the same for every model;
+    ``false`` uses the raw log-probabilities (the paper)."""
     noise: float = 0.2
     """Std of the Gaussian noise added to composites while optimising (normalised pixel units)."""
     tv_sigma: float = 0.01
@@ -193,9 +194,10 @@ class MaskExplainer(LightningModule):
 
         self._in_chunks(2 * n, run)
         totals = {False: scores[:n].mean().item(), True: scores[n:].mean().item()}
-        if self.score_scale is None:
-            peak = mask.grad.abs().max().item() if config.relative_weights else 1.0
-            self.score_scale = peak if peak > 0 else 1.0
+        if config.relative_weights:  # units of the largest score gradient seen (the first, unless saturated)
+            self.score_scale = max(self.score_scale or 0.0, mask.grad.abs().max().item()) or 1.0
+        else:
+            self.score_scale = 1.0
         mask.grad.div_(self.score_scale)
 
         upsampled = sample_mask(mask, self.guide_window, self.prepared.image_size)

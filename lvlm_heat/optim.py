@@ -7,9 +7,11 @@
 
 The loss sums log-probabilities, whose gradients per mask cell differ by orders of
 magnitude across models and answers. By default the step is therefore relative:
-``lr = step_size / max|grad|`` of the first iteration, fixed from then on, so the
-first step moves the most salient cell by ``step_size``. An absolute ``lr`` (the
-paper's 10) remains available.
+``lr = step_size / max|grad|`` of the first iteration, so the first step moves the most
+salient cell by ``step_size``. Should a later gradient be larger (an answer whose
+likelihood is saturated at first gives a vanishing first gradient), the largest seen so
+far takes its place, so that no step ever moves a cell by more than ``step_size`` (before
+momentum). An absolute ``lr`` (the paper's 10) remains available.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ class IGOSNesterov(torch.optim.Optimizer):
 
     Args:
         params: The mask parameter(s).
-        step_size: Relative step ``c``: the first step's largest move, per cell.
+        step_size: Relative step ``c``: the largest move of a cell in one step (before momentum).
         lr: Absolute step size; when given, ``step_size`` is ignored.
         momentum: ``m`` in the momentum factor ``i / (i + m)``.
 
@@ -54,8 +56,13 @@ class IGOSNesterov(torch.optim.Optimizer):
                 state = self.state[p]
                 if not state:
                     state["iteration"] = 0
-                    state["lr"] = group["lr"] if group["lr"] is not None else self.relative_lr(p.grad, group["step_size"])
+                    state["peak"] = 0.0
                     state["previous"] = p.detach().clone()
+                state["peak"] = max(state["peak"], p.grad.abs().max().item())
+                if group["lr"] is not None:
+                    state["lr"] = group["lr"]
+                else:
+                    state["lr"] = group["step_size"] / state["peak"] if state["peak"] > 0 else group["step_size"]
                 i = state["iteration"]
                 factor = i / (i + group["momentum"]) if i + group["momentum"] > 0 else 0.0
                 theta = p - state["lr"] * p.grad
@@ -63,9 +70,3 @@ class IGOSNesterov(torch.optim.Optimizer):
                 state["previous"] = theta
                 state["iteration"] = i + 1
         return loss
-
-    @staticmethod
-    def relative_lr(grad: Tensor, step_size: float) -> float:
-        """``step_size / max|grad|`` (``step_size`` alone for an all-zero gradient)."""
-        peak = grad.abs().max().item()
-        return step_size / peak if peak > 0 else step_size
