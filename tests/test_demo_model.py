@@ -6,16 +6,21 @@ colour word depends on the image, and the queried object's box is known.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
-from lvlm_heat import Explainer
+import yaml
+
+from lvlm_heat import ExplainConfig, Explainer, OptimConfig, SelectionConfig
 from lvlm_heat.data import DEMO_MODELS
 from lvlm_heat.build_demo import HELDOUT_SEED, SCENE_SIZE
 from lvlm_heat.demo.synthetic import COLOR_NAMES, SHAPES, ask, make_scene
 
 PAIRS = 30
 FILLER = {"the", "is", "a", "object"}
+PRESET = Path(__file__).parents[1] / "configs" / "demo.yaml"
 
 
 @pytest.fixture(scope="module", params=sorted(DEMO_MODELS))
@@ -23,7 +28,9 @@ def explainer(request):
     folder = DEMO_MODELS[request.param]
     if not (folder / "config.json").exists():
         pytest.fail(f"the demo model is missing from {folder}: rebuild it with python -m lvlm_heat.build_demo")
-    return Explainer(request.param, device="cpu")
+    preset = yaml.safe_load(PRESET.read_text())  # the demo preset: what `--config configs/demo.yaml` runs
+    config = ExplainConfig(optim=OptimConfig(**preset["optim"]), select=SelectionConfig(**preset["select"]))
+    return Explainer(request.param, device="cpu", config=config)
 
 
 def test_demo_heatmaps_point_at_the_queried_object(explainer):
