@@ -130,8 +130,10 @@ def run(
     from tqdm.auto import tqdm
 
     from lvlm_heat.adapters import check_model, resolve_device
+    from lvlm_heat.pipeline import quiet_libraries
     from lvlm_heat.runner import run_dataset
 
+    quiet_libraries()
     if (image is None) != (question is None):
         raise LvlmHeatError("give --image and --question together (or neither, to explain --data.path or the demo pairs)")
     if image is not None:
