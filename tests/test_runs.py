@@ -114,3 +114,14 @@ def test_two_processes_give_the_same_results_as_one(tiny_llava, tmp_path):
         assert double["means"][key] == pytest.approx(value, abs=1e-5), key
     # every pair explained exactly once: one TensorBoard run and one result per pair
     assert sorted(p.parent.name for p in two.glob("*/result.json")) == sorted(single["rows"])
+
+
+def test_a_nan_loss_fails_that_pair_only(tmp_path):
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "config.json").write_text(json.dumps({"box": [0, 0, 8, 8]}))
+    data = _dataset(tmp_path / "data", 2)
+    summary = main(["--adapter", "toy.NaNAdapter", "--model", str(model), "--data.path", str(data),
+                    "--output_dir", str(tmp_path / "out"), *FAST])
+    assert summary["failed"] == 2 and summary["explained"] == 0
+    assert all("FloatingPointError" in reason and "not finite" in reason for reason in summary["failures"].values())

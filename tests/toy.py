@@ -145,3 +145,10 @@ class TwoEncoderAdapter(OneWordAdapter):
 
     def answer_log_probs(self, prepared, pixels):
         return self.model(pixels["coarse"].flatten(0, 1), pixels["fine"].flatten(0, 1))[:, None]
+
+
+class NaNAdapter(TwoEncoderAdapter):
+    """A broken model: its log-probabilities are NaN."""
+
+    def answer_log_probs(self, prepared, pixels):
+        return super().answer_log_probs(prepared, pixels) * float("nan")
