@@ -107,7 +107,7 @@ def benchmark(
     def method(cfg: ExplainConfig) -> dict[str, float]:
         runs = [explain_pair(adapter, picture, question, answer=answer, config=cfg) for _ in range(repeats)]
         return {
-            key: statistics.median(getattr(r, "seconds") if key == "pair" else r.timings[key] for r in runs)
+            key: statistics.median(r.seconds if key == "pair" else r.timings[key] for r in runs)
             for key in ("pair", "optimise", "curves")
         }
 

@@ -17,7 +17,6 @@ momentum). An absolute ``lr`` (the paper's 10) remains available.
 from __future__ import annotations
 
 import torch
-from torch import Tensor
 
 
 class IGOSNesterov(torch.optim.Optimizer):
