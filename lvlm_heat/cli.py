@@ -7,12 +7,10 @@ dataclasses become dotted flags (``--optim.iterations 10``), and a YAML file giv
 
 from __future__ import annotations
 
-import logging
-import sys
-from pathlib import Path
-
 import os
+import sys
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 from lvlm_heat.adapters import Precision
@@ -26,8 +24,6 @@ from lvlm_heat.runner import TrainerConfig
 from lvlm_heat.selection import SelectionConfig
 
 RUN_DIR_ENV = "LVLM_HEAT_RUN_DIR"
-
-log = logging.getLogger("lvlm_heat")
 
 
 def next_run_dir(root: Path) -> Path:

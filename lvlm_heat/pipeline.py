@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import logging
 import math
-from contextlib import contextmanager
 import time
 import warnings
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -80,7 +80,6 @@ class Explanation:
     settings: dict[str, Any] = field(default_factory=dict)
     image_path: str | None = None
     bbox: tuple[float, float, float, float] | None = None
-    reason: str | None = None
 
     @property
     def pointing_hit(self) -> bool | None:
@@ -134,7 +133,6 @@ class Explanation:
             "bbox": list(self.bbox) if self.bbox else None,
             "pointing_hit": self.pointing_hit,
             "box_mass": self.box_mass,
-            "reason": self.reason,
             "curves": {"deletion": curve(self.deletion), "insertion": curve(self.insertion)},
             "history": self.history,
             "seconds": self.seconds,

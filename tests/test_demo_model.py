@@ -10,12 +10,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 import yaml
 
 from lvlm_heat import ExplainConfig, Explainer, OptimConfig, SelectionConfig
-from lvlm_heat.data import DEMO_MODELS
 from lvlm_heat.build_demo import HELDOUT_SEED, SCENE_SIZE
+from lvlm_heat.data import DEMO_MODELS
 from lvlm_heat.demo.synthetic import COLOR_NAMES, SHAPES, ask, make_scene
 
 PAIRS = 30

@@ -14,8 +14,8 @@ from typing import Literal
 
 import torch
 
-from lvlm_heat.adapters.base import Adapter, HFAdapter, PreparedPair, blend
 from lvlm_heat.adapters.anyres import AnyResAdapter
+from lvlm_heat.adapters.base import Adapter, HFAdapter, PreparedPair, blend
 from lvlm_heat.adapters.deepseek_vl import DeepseekVLHybridAdapter
 from lvlm_heat.adapters.llava import LlavaAdapter
 from lvlm_heat.adapters.qwen_vl import QwenVLAdapter

@@ -23,7 +23,6 @@ from torch import Tensor
 
 from lvlm_heat.geometry import ViewWindow
 
-
 # Processor outputs aligned with the tokens (one value per prompt token), extended over the answer.
 TOKEN_ALIGNED = ("token_type_ids", "mm_token_type_ids")
 
