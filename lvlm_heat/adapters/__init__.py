@@ -10,18 +10,16 @@ from __future__ import annotations
 import importlib
 import logging
 from pathlib import Path
-from typing import Literal
 
 import torch
 
 from lvlm_heat.adapters.anyres import AnyResAdapter
-from lvlm_heat.adapters.base import Adapter, HFAdapter, PreparedPair, blend
+from lvlm_heat.adapters.base import Adapter, HFAdapter, PreparedPair, ProcessorGeometry, blend
 from lvlm_heat.adapters.deepseek_vl import DeepseekVLHybridAdapter
 from lvlm_heat.adapters.llava import LlavaAdapter
 from lvlm_heat.adapters.qwen_vl import QwenVLAdapter
+from lvlm_heat.config import Precision
 from lvlm_heat.errors import LvlmHeatError
-
-Precision = Literal["auto", "fp32", "bf16", "fp16"]
 
 ADAPTERS: dict[str, type[Adapter]] = {}
 log = logging.getLogger(__name__)
@@ -137,6 +135,7 @@ __all__ = [
     "HFAdapter",
     "LlavaAdapter",
     "PreparedPair",
+    "ProcessorGeometry",
     "QwenVLAdapter",
     "blend",
     "check_model",

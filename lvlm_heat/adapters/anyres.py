@@ -18,8 +18,8 @@ from PIL import Image
 from torch import Tensor
 from transformers.image_processing_utils import get_patch_output_size, select_best_resolution
 
-from lvlm_heat.adapters.base import HFAdapter, PreparedPair
-from lvlm_heat.adapters.llava import resize_and_crop, size_value
+from lvlm_heat.adapters.base import HFAdapter, PreparedPair, ProcessorGeometry
+from lvlm_heat.adapters.views import resize_and_crop, size_value
 from lvlm_heat.geometry import ViewWindow, sample_mask
 
 
@@ -48,7 +48,8 @@ class AnyResAdapter(HFAdapter):
     model_types = ("llava_next", "llava_onevision")
     model_class = "AutoModelForImageTextToText"
 
-    def geometry(self, image: Image.Image, prepared: PreparedPair) -> list[ViewWindow]:
+    def geometry(self, image: Image.Image, prepared: PreparedPair) -> ProcessorGeometry:
+        """One window per view, base view first; the base view is the guide."""
         windows = anyres_windows(self.processor.image_processor, image.height, image.width)
         pixels = prepared.image["pixel_values"]
         expected = (len(windows), windows[0].rows, windows[0].cols)
@@ -57,8 +58,7 @@ class AnyResAdapter(HFAdapter):
                 f"the image processor produced views of shape {tuple(pixels.shape[1:])} where its settings predict "
                 f"{expected}: this processor's geometry is not supported by {type(self).__name__}"
             )
-        prepared.guide = (pixels[0, :1], windows[0])
-        return windows
+        return ProcessorGeometry(windows, (pixels[0, :1], windows[0]))
 
     def project_mask(self, mask: Tensor, prepared: PreparedPair) -> dict[str, Tensor]:
         views = [sample_mask(mask, window, prepared.image_size) for window in prepared.geometry]  # (N, 1, S, S) each

@@ -7,7 +7,8 @@ mask through the processor's geometry onto every pixel tensor the model takes, a
 scores the answer tokens of a batch of composite inputs.
 
 :class:`HFAdapter` implements all of it for Hugging Face models but the geometry;
-a family adapter adds :meth:`Adapter.project_mask` (and, where its pixel tensors have
+a family adapter adds :meth:`HFAdapter.geometry` (where the processor put the image, as a
+:class:`ProcessorGeometry`) and :meth:`Adapter.project_mask` (and, where its pixel tensors have
 no batch dimension, :meth:`HFAdapter.batch_inputs`).
 """
 
@@ -54,6 +55,22 @@ class PreparedPair:
     fixed: dict[str, Tensor] = field(default_factory=dict)
     geometry: Any = None
     guide: tuple[Tensor, ViewWindow] | None = None
+
+
+@dataclass(frozen=True)
+class ProcessorGeometry:
+    """Where the processor put the image: what :meth:`HFAdapter.geometry` returns.
+
+    Attributes:
+        geometry: What the family's :meth:`Adapter.project_mask` reads from ``prepared.geometry``
+            (a :class:`~lvlm_heat.geometry.ViewWindow`, one per view, or the family's own record).
+        guide: What ``prepared.guide`` holds: an image-shaped ``(1, C, H, W)`` view in the normalised
+            space where the mask is applied, and its :class:`~lvlm_heat.geometry.ViewWindow`; ``None``
+            where there is none (see :meth:`HFAdapter.geometry`).
+    """
+
+    geometry: Any
+    guide: tuple[Tensor, ViewWindow] | None
 
 
 def blend(prepared: PreparedPair, weights: dict[str, Tensor], insertion: bool) -> dict[str, Tensor]:
@@ -245,12 +262,32 @@ class HFAdapter(Adapter):
             image_size=(image.height, image.width),
             fixed={k: self._to_device(v) for k, v in fixed.items()},
         )
-        prepared.geometry = self.geometry(image, prepared)
+        placed = self.geometry(image, prepared)
+        prepared.geometry, prepared.guide = placed.geometry, placed.guide
         return prepared
 
-    def geometry(self, image: Image.Image, prepared: PreparedPair) -> Any:
-        """Precompute what :meth:`project_mask` needs (default: nothing)."""
-        return None
+    def geometry(self, image: Image.Image, prepared: PreparedPair) -> ProcessorGeometry:
+        """Where the processor put ``image``: what :meth:`project_mask` needs, and the TV guide.
+
+        Called once by :meth:`prepare`, which stores the result's fields in ``prepared.geometry``
+        and ``prepared.guide``; ``prepared`` is only read. The default records no geometry and
+        guides with the first pixel tensor when it is image-shaped, ``(1, C, h, w)``, taken to
+        span the whole image. Override it where that tensor is not image-shaped (tiles, flattened
+        patches) or is padded or cropped: the explainer reads the guide, and its edges line up
+        with the mask only through an exact window.
+
+        Args:
+            image: The original image, ``H x W``.
+            prepared: The pair, its pixel tensors and ``fixed`` inputs filled in.
+
+        Returns:
+            The geometry and the guide (``None`` when the default finds no image-shaped tensor).
+        """
+        pixels = next(iter(prepared.image.values()), None)
+        if pixels is None or pixels.dim() != 4:
+            return ProcessorGeometry(None, None)
+        window = ViewWindow.full(image.height, image.width).resize(*pixels.shape[-2:])
+        return ProcessorGeometry(None, (pixels[:1], window))
 
     def batch_inputs(self, prepared: PreparedPair, pixels: dict[str, Tensor], count: int) -> dict[str, Tensor]:
         """Model keyword inputs for ``count`` composites whose pixel tensors are ``(count, *S)``.

@@ -13,8 +13,8 @@ from typing import Any
 from PIL import Image
 from torch import Tensor
 
-from lvlm_heat.adapters.base import HFAdapter, PreparedPair
-from lvlm_heat.adapters.llava import size_value
+from lvlm_heat.adapters.base import HFAdapter, PreparedPair, ProcessorGeometry
+from lvlm_heat.adapters.views import size_value
 from lvlm_heat.geometry import ViewWindow, sample_mask
 
 
@@ -46,14 +46,16 @@ class DeepseekVLHybridAdapter(HFAdapter):
     model_types = ("deepseek_vl_hybrid",)
     model_class = "AutoModelForImageTextToText"
 
-    def geometry(self, image: Image.Image, prepared: PreparedPair) -> dict[str, ViewWindow]:
+    def geometry(self, image: Image.Image, prepared: PreparedPair) -> ProcessorGeometry:
+        """A window per pixel tensor, by model-input name; the low-resolution view is the guide."""
         windows = hybrid_windows(self.processor.image_processor, image.height, image.width)
         for key, window in windows.items():
             shape = tuple(prepared.image[key].shape[-2:])
             if shape != (window.rows, window.cols):
-                raise RuntimeError(f"{key}: the processor produced {shape}, its settings predict {(window.rows, window.cols)}")
-        prepared.guide = (prepared.image["pixel_values"], windows["pixel_values"])
-        return windows
+                raise RuntimeError(
+                    f"{key}: the processor produced {shape}, its settings predict {(window.rows, window.cols)}"
+                )
+        return ProcessorGeometry(windows, (prepared.image["pixel_values"], windows["pixel_values"]))
 
     def project_mask(self, mask: Tensor, prepared: PreparedPair) -> dict[str, Tensor]:
         return {

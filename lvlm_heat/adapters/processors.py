@@ -12,7 +12,6 @@ import inspect
 import json
 import logging
 from typing import Any
-from unittest import mock
 
 log = logging.getLogger(__name__)
 
@@ -23,8 +22,13 @@ def build_processor(cls: type, image_processor: Any, tokenizer: Any, **kwargs: A
     parameters = inspect.signature(cls.__init__).parameters
     if "video_processor" in parameters:
         kwargs.setdefault("video_processor", None)
-    with mock.patch.object(cls, "check_argument_for_proper_class", lambda self, name, value: None):
-        return cls(image_processor=image_processor, tokenizer=tokenizer, **kwargs)
+    processor = cls.__new__(cls)
+    # ProcessorMixin.__init__ checks every sub-processor's class, and None is no video processor: an
+    # instance attribute shadows the check for the duration of __init__ only, leaving the class untouched.
+    processor.check_argument_for_proper_class = lambda name, value: None
+    processor.__init__(image_processor=image_processor, tokenizer=tokenizer, **kwargs)
+    del processor.check_argument_for_proper_class
+    return processor
 
 
 def _read_json(model: str, filename: str) -> dict:
@@ -65,7 +69,9 @@ def load_processor(model: str) -> Any:
         if path is not None:
             with open(path) as handle:
                 processor.chat_template = handle.read()
-    log.warning("%s: built %s without a video processor (torchvision is not installed); images work", model, cls.__name__)
+    log.warning(
+        "%s: built %s without a video processor (torchvision is not installed); images work", model, cls.__name__
+    )
     return processor
 
 

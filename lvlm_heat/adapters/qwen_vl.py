@@ -17,7 +17,7 @@ import torch
 from PIL import Image
 from torch import Tensor
 
-from lvlm_heat.adapters.base import HFAdapter, PreparedPair
+from lvlm_heat.adapters.base import HFAdapter, PreparedPair, ProcessorGeometry
 from lvlm_heat.geometry import ViewWindow, sample_mask
 
 
@@ -47,7 +47,8 @@ class QwenVLAdapter(HFAdapter):
     model_types = ("qwen2_vl", "qwen2_5_vl")
     model_class = "AutoModelForImageTextToText"
 
-    def geometry(self, image: Image.Image, prepared: PreparedPair) -> FlatGeometry:
+    def geometry(self, image: Image.Image, prepared: PreparedPair) -> ProcessorGeometry:
+        """A :class:`FlatGeometry`; the guide is the flattened image put back on its ``(1, C, rows, cols)`` grid."""
         image_processor = self.processor.image_processor
         _, grid_h, grid_w = prepared.fixed["image_grid_thw"][0].tolist()
         rows, cols = grid_h * image_processor.patch_size, grid_w * image_processor.patch_size
@@ -56,12 +57,13 @@ class QwenVLAdapter(HFAdapter):
         channels = dim // (image_processor.temporal_patch_size * image_processor.patch_size**2)
         index = patch_index(image_processor, channels, rows, cols).to(pixels.device)
         if index.shape != pixels.shape:
-            raise RuntimeError(f"patch layout {tuple(index.shape)} does not match the processor's {tuple(pixels.shape)}")
+            raise RuntimeError(
+                f"patch layout {tuple(index.shape)} does not match the processor's {tuple(pixels.shape)}"
+            )
         geometry = FlatGeometry(ViewWindow.full(image.height, image.width).resize(rows, cols), index, channels)
         guide = torch.zeros(channels * rows * cols, device=pixels.device)
         guide[index.flatten()] = pixels.flatten().float()
-        prepared.guide = (guide.view(1, channels, rows, cols), geometry.window)
-        return geometry
+        return ProcessorGeometry(geometry, (guide.view(1, channels, rows, cols), geometry.window))
 
     def project_mask(self, mask: Tensor, prepared: PreparedPair) -> dict[str, Tensor]:
         geometry: FlatGeometry = prepared.geometry
