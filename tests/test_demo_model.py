@@ -13,9 +13,10 @@ import pytest
 import yaml
 
 from lvlm_heat import ExplainConfig, Explainer, OptimConfig, SelectionConfig
-from lvlm_heat.build_demo import HELDOUT_SEED, SCENE_SIZE
-from lvlm_heat.data import DEMO_MODELS
-from lvlm_heat.demo.synthetic import COLOR_NAMES, SHAPES, ask, make_scene
+from lvlm_heat.demo import DEMO_MODELS
+from lvlm_heat.demo.synthetic import COLOR_NAMES, HELDOUT_SEED, SCENE_SIZE, SHAPES, ask, make_scene
+
+pytestmark = pytest.mark.slow  # minutes: 30 held-out pairs explained with each demo model
 
 PAIRS = 30
 FILLER = {"the", "is", "a", "object"}
@@ -26,7 +27,7 @@ PRESET = Path(__file__).parents[1] / "configs" / "demo.yaml"
 def explainer(request):
     folder = DEMO_MODELS[request.param]
     if not (folder / "config.json").exists():
-        pytest.fail(f"the demo model is missing from {folder}: rebuild it with python -m lvlm_heat.build_demo")
+        pytest.fail(f"the demo model is missing from {folder}: rebuild it with python -m lvlm_heat.demo.build")
     preset = yaml.safe_load(PRESET.read_text())  # the demo preset: what `--config configs/demo.yaml` runs
     config = ExplainConfig(optim=OptimConfig(**preset["optim"]), select=SelectionConfig(**preset["select"]))
     return Explainer(request.param, device="cpu", config=config)

@@ -27,6 +27,8 @@ COLORS = {
     "yellow": (235, 215, 40),
 }
 COLOR_NAMES = tuple(COLORS)
+SCENE_SIZE = 128  # side of every demo scene, in pixels
+TRAIN_SEED, HELDOUT_SEED, PAIRS_SEED = 1, 2, 3  # streams: demo model training set, held-out set, demo pairs
 
 
 @dataclass(frozen=True)
@@ -40,6 +42,8 @@ class SceneObject:
 
 @dataclass(frozen=True)
 class Scene:
+    """A rendered scene: the RGB image and its objects, in drawing order."""
+
     image: Image.Image
     objects: tuple[SceneObject, ...]
 
@@ -79,11 +83,11 @@ def _place(rng: np.random.Generator, size: int, extent: int, taken: list) -> tup
     return None
 
 
-def make_scene(seed: int, index: int, size: int = 128, max_objects: int = 3) -> Scene:
+def make_scene(seed: int, index: int, size: int = SCENE_SIZE, max_objects: int = 3) -> Scene:
     """Render scene ``index`` of the stream ``seed``.
 
     Args:
-        seed: Selects the stream (training, held-out and demo use different seeds).
+        seed: Selects the stream (``TRAIN_SEED``, ``HELDOUT_SEED``, ``PAIRS_SEED``).
         index: Position in the stream.
         size: Side of the square image in pixels.
         max_objects: Two to ``max_objects`` objects are drawn.
@@ -141,15 +145,9 @@ def ask(scene: Scene, seed: int, index: int, kind: str | None = None) -> Grounde
     candidates = askable(scene, kind)
     target = candidates[int(rng.integers(len(candidates)))]
     if kind == "color":
-        return GroundedQuestion(f"What color is the {target.shape}?", f"the {target.shape} is {target.color}", target, kind)
+        return GroundedQuestion(
+            f"What color is the {target.shape}?", f"the {target.shape} is {target.color}", target, kind
+        )
     return GroundedQuestion(
         f"What shape is the {target.color} object?", f"the {target.color} object is a {target.shape}", target, kind
     )
-
-
-def object_mask(obj: SceneObject, size: int) -> np.ndarray:
-    """Boolean ``(size, size)`` mask of the pixels inside the object's box."""
-    mask = np.zeros((size, size), dtype=bool)
-    left, top, right, bottom = obj.box
-    mask[top:bottom, left:right] = True
-    return mask
