@@ -15,6 +15,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from lvlm_heat.metrics.functional import trapezoid_auc
+
 # score_fn(keep_masks, insertion) -> (N,) mean probability of the selected tokens, where keep_masks
 # is (N, 1, h, w) with 1 = cell untouched, 0 = cell removed (taken from the other image).
 ScoreFn = Callable[[Tensor, bool], Tensor]
@@ -37,17 +39,6 @@ class Curve:
     @property
     def auc(self) -> float:
         return float(trapezoid_auc(self.fractions, self.normalized))
-
-
-def trapezoid_auc(fractions: Tensor, values: Tensor) -> Tensor:
-    """Trapezoidal area under ``values`` over ``fractions`` (the last dimension).
-
-    Example:
-        >>> trapezoid_auc(torch.tensor([0.0, 0.5, 1.0]), torch.tensor([1.0, 0.5, 0.0]))
-        tensor(0.5000)
-    """
-    widths = fractions[..., 1:] - fractions[..., :-1]
-    return (widths * (values[..., 1:] + values[..., :-1]) / 2).sum(-1)
 
 
 def removal_masks(mask: Tensor, steps: int = 50) -> tuple[Tensor, Tensor]:
