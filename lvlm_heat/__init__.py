@@ -2,23 +2,48 @@
 
 Implements the mask optimisation of Xing et al. (2025), "Where do Large Vision-Language
 Models Look at when Answering Questions?", an extension of iGOS++ to free-form answers.
+
+The public names below are imported on first use, so ``import lvlm_heat`` (or one of its
+light modules, such as :mod:`lvlm_heat.losses`) loads neither transformers, Lightning nor
+matplotlib until they are needed.
 """
 
-from lvlm_heat.adapters import Adapter, HFAdapter, PreparedPair, load_adapter, register_adapter
-from lvlm_heat.api import Explainer
-from lvlm_heat.data import DEMO_MODEL, DEMO_MODELS, DEMO_PAIRS
-from lvlm_heat.datasets import DataConfig, Pair, load_image, read_dataset
-from lvlm_heat.errors import LvlmHeatError
-from lvlm_heat.explainer import MaskExplainer, OptimConfig
-from lvlm_heat.metrics import DeletionAUC, InsertionAUC
-from lvlm_heat.pipeline import ExplainConfig, Explanation, explain_pair
-from lvlm_heat.selection import SelectionConfig
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+_PUBLIC = {
+    "Adapter": "lvlm_heat.adapters",
+    "HFAdapter": "lvlm_heat.adapters",
+    "PreparedPair": "lvlm_heat.adapters",
+    "load_adapter": "lvlm_heat.adapters",
+    "register_adapter": "lvlm_heat.adapters",
+    "Explainer": "lvlm_heat.api",
+    "DataConfig": "lvlm_heat.config",
+    "ExplainConfig": "lvlm_heat.config",
+    "OptimConfig": "lvlm_heat.config",
+    "SelectionConfig": "lvlm_heat.config",
+    "TrainerConfig": "lvlm_heat.config",
+    "Pair": "lvlm_heat.data",
+    "load_image": "lvlm_heat.data",
+    "read_dataset": "lvlm_heat.data",
+    "DEMO_MODEL": "lvlm_heat.demo",
+    "DEMO_MODELS": "lvlm_heat.demo",
+    "DEMO_PAIRS": "lvlm_heat.demo",
+    "LvlmHeatError": "lvlm_heat.errors",
+    "MaskExplainer": "lvlm_heat.explainer",
+    "DeletionAUC": "lvlm_heat.metrics",
+    "InsertionAUC": "lvlm_heat.metrics",
+    "explain_pair": "lvlm_heat.one_pair",
+    "Explanation": "lvlm_heat.record",
+}
 
 __all__ = [
+    "Adapter",
     "DEMO_MODEL",
     "DEMO_MODELS",
     "DEMO_PAIRS",
-    "Adapter",
     "DataConfig",
     "DeletionAUC",
     "ExplainConfig",
@@ -32,9 +57,35 @@ __all__ = [
     "Pair",
     "PreparedPair",
     "SelectionConfig",
+    "TrainerConfig",
     "explain_pair",
     "load_adapter",
     "load_image",
     "read_dataset",
     "register_adapter",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _PUBLIC:
+        value = getattr(importlib.import_module(_PUBLIC[name]), name)
+        globals()[name] = value  # later lookups skip this function
+        return value
+    raise AttributeError(f"module 'lvlm_heat' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_PUBLIC])
+
+
+if TYPE_CHECKING:  # for type checkers and IDEs: the same names, imported eagerly
+    from lvlm_heat.adapters import Adapter, HFAdapter, PreparedPair, load_adapter, register_adapter  # noqa: F401
+    from lvlm_heat.api import Explainer  # noqa: F401
+    from lvlm_heat.config import DataConfig, ExplainConfig, OptimConfig, SelectionConfig, TrainerConfig  # noqa: F401
+    from lvlm_heat.data import Pair, load_image, read_dataset  # noqa: F401
+    from lvlm_heat.demo import DEMO_MODEL, DEMO_MODELS, DEMO_PAIRS  # noqa: F401
+    from lvlm_heat.errors import LvlmHeatError  # noqa: F401
+    from lvlm_heat.explainer import MaskExplainer  # noqa: F401
+    from lvlm_heat.metrics import DeletionAUC, InsertionAUC  # noqa: F401
+    from lvlm_heat.one_pair import explain_pair  # noqa: F401
+    from lvlm_heat.record import Explanation  # noqa: F401

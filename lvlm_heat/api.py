@@ -14,10 +14,14 @@ from typing import Any
 
 from PIL import Image
 
-from lvlm_heat.adapters import Precision, load_adapter
-from lvlm_heat.data import DEMO_MODELS
-from lvlm_heat.datasets import load_image
-from lvlm_heat.pipeline import ExplainConfig, Explanation, explain_pair, quiet_libraries
+from lvlm_heat.adapters import load_adapter
+from lvlm_heat.config import ExplainConfig, Precision
+from lvlm_heat.data import load_image
+from lvlm_heat.demo import DEMO_MODELS
+from lvlm_heat.one_pair import explain_pair
+from lvlm_heat.record import Explanation
+from lvlm_heat.reporting.console import quiet_libraries
+from lvlm_heat.reporting.outputs import write_pair_outputs
 
 
 class Explainer:
@@ -61,10 +65,11 @@ class Explainer:
         output_dir: str | Path | None = None,
         **trainer_overrides: Any,
     ) -> Explanation:
-        """Explain one pair; write ``output_dir/<pair_id>/`` when ``output_dir`` is given.
+        """Explain one pair; write ``output_dir/<pair_id>/`` (files and TensorBoard events) when
+        ``output_dir`` is given.
 
         Returns:
-            An :class:`~lvlm_heat.pipeline.Explanation`: ``saliency`` ``(H, W)`` over the original
+            An :class:`~lvlm_heat.record.Explanation`: ``saliency`` ``(H, W)`` over the original
             image, ``tokens`` with their LLR, ``deletion_auc``, ``insertion_auc``, the curves and
             the per-iteration loss ``history``.
         """
@@ -73,8 +78,11 @@ class Explainer:
             path = Path(image)
             image = load_image(path)
         pair_id = pair_id or (path.stem if path else "pair")
-        return explain_pair(
-            self.adapter, image, question, answer=answer, config=self.config, pair_id=pair_id,
-            output_dir=Path(output_dir) if output_dir is not None else None,
+        folder = Path(output_dir) if output_dir is not None else None
+        result = explain_pair(
+            self.adapter, image, question, answer=answer, config=self.config, pair_id=pair_id, log_dir=folder,
             image_path=str(path) if path else None, trainer_overrides=trainer_overrides or None,
         )
+        if folder is not None:
+            write_pair_outputs(folder / pair_id, image, result)
+        return result

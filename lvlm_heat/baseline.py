@@ -6,14 +6,12 @@ grows with the image's width. ``black`` and ``noise`` are the paper's alternativ
 
 from __future__ import annotations
 
-from typing import Literal
-
 import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image
 
-BaselineKind = Literal["blur", "black", "noise"]
+from lvlm_heat.config import BaselineKind
 
 
 def blur_kernel_size(width: int) -> int:

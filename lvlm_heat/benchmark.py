@@ -26,10 +26,10 @@ import torch
 from lvlm_heat.adapters.base import HFAdapter
 from lvlm_heat.api import Explainer
 from lvlm_heat.baseline import make_baseline
-from lvlm_heat.datasets import DataConfig, load_image, read_dataset
-from lvlm_heat.explainer import OptimConfig
-from lvlm_heat.pipeline import ExplainConfig, explain_pair
-from lvlm_heat.selection import SelectionConfig
+from lvlm_heat.config import DataConfig, ExplainConfig, Precision, SelectionConfig
+from lvlm_heat.data import load_image, read_dataset
+from lvlm_heat.geometry import mask_grid_shape
+from lvlm_heat.one_pair import explain_pair
 
 
 def _sync(device: torch.device) -> None:
@@ -65,15 +65,11 @@ def benchmark(
     image: Path | None = None,
     question: str | None = None,
     answer: str | None = None,
-    iterations: int = 5,
-    ig_iter: int = 10,
-    batch_size: int = 20,
-    curve_steps: int = 50,
-    mask_size: int = 32,
+    explain: ExplainConfig | None = None,
     repeats: int = 3,
     sequential: bool = True,
     device: str = "auto",
-    precision: str = "auto",
+    precision: Precision = "auto",
     gradient_checkpointing: bool = False,
 ) -> dict:
     """Time one pair (default: the first demo pair) with the full method and with bare model passes.
@@ -83,11 +79,8 @@ def benchmark(
         image: Image of the pair; default the first demo pair's.
         question: Its question.
         answer: Fixed answer; default the model's own.
-        iterations: Optimisation iterations.
-        ig_iter: Integrated-gradient points per iteration.
-        batch_size: Composites per forward pass.
-        curve_steps: Steps of each deletion / insertion curve.
-        mask_size: Mask cells on the long side.
+        explain: The explanation settings, as for ``train.py`` (``--optim.batch_size``, ...); every
+            answer token is explained, since the cost does not depend on which.
         repeats: Timed repetitions; medians are reported.
         sequential: Also time one composite at a time (slow on large models).
         device: ``auto``, ``cpu``, ``cuda``.
@@ -100,9 +93,9 @@ def benchmark(
     picture = load_image(image)
     explainer = Explainer(model, device=device, precision=precision, gradient_checkpointing=gradient_checkpointing)
     adapter = explainer.adapter
-    optim = OptimConfig(iterations=iterations, ig_iter=ig_iter, batch_size=batch_size, curve_steps=curve_steps,
-                        mask_size=mask_size)
-    config = ExplainConfig(optim=optim, select=SelectionConfig(rule="all"))  # cost does not depend on the tokens
+    config = replace(explain or ExplainConfig(), select=SelectionConfig(rule="all"))
+    optim = config.optim
+    iterations, ig_iter, batch_size = optim.iterations, optim.ig_iter, optim.batch_size
 
     def method(cfg: ExplainConfig) -> dict[str, float]:
         runs = [explain_pair(adapter, picture, question, answer=answer, config=cfg) for _ in range(repeats)]
@@ -118,10 +111,10 @@ def benchmark(
     batched = method(config)
     peak = _peak_memory_mb(adapter.device)
 
-    answer_ids = adapter.encode_answer(answer) if answer else adapter.generate(picture, question, 32)
-    prepared = adapter.prepare(picture, make_baseline(picture), question, answer_ids)
+    answer_ids = adapter.encode_answer(answer) if answer else adapter.generate(picture, question, config.max_new_tokens)
+    prepared = adapter.prepare(picture, make_baseline(picture, config.baseline), question, answer_ids)
     optimise_composites = iterations * 2 * ig_iter
-    curve_composites = 2 * (min(curve_steps, mask_size * mask_size) - 1)
+    curve_composites = 2 * (min(optim.curve_steps, mask_cells(picture, optim.mask_size)) - 1)
     bare_fb = statistics.median(bare_passes(adapter, prepared, optimise_composites, batch_size, True) for _ in range(repeats))
     bare_f = statistics.median(bare_passes(adapter, prepared, curve_composites, batch_size, False) for _ in range(repeats))
     method_seconds = batched["optimise"] + batched["curves"]
@@ -147,10 +140,16 @@ def benchmark(
     return report
 
 
-def main(argv: list[str] | None = None) -> dict:
-    from jsonargparse import CLI
+def mask_cells(image, mask_size: int) -> int:
+    """Cells of the mask over ``image`` (PIL), which bound the curve steps."""
+    rows, cols = mask_grid_shape((image.height, image.width), mask_size)
+    return rows * cols
 
-    report = CLI(benchmark, args=argv, as_positional=False)
+
+def main(argv: list[str] | None = None) -> dict:
+    from lvlm_heat.cli import parse
+
+    report = benchmark(**parse(argv, benchmark))
     width = max(len(k) for k in report)
     for key, value in report.items():
         print(f"{key:<{width}}  {value:.4g}" if isinstance(value, float) else f"{key:<{width}}  {value}")

@@ -1,74 +1,22 @@
 """The command line: ``python train.py [--config configs/x.yaml] [--option value ...]``.
 
 The signature of :func:`run` is the configuration: every parameter is a flag, nested
-dataclasses become dotted flags (``--optim.iterations 10``), and a YAML file given with
-``--config`` sets any of them. ``python train.py --help`` lists them all.
+dataclasses become dotted flags (``--data.path``), and the fields of
+:class:`~lvlm_heat.config.ExplainConfig` are flags of their own (``--baseline``,
+``--optim.iterations 10``), so every default is written once, in :mod:`lvlm_heat.config`. A YAML
+file given with ``--config`` sets any of them; ``python train.py --help`` lists them all.
 """
 
 from __future__ import annotations
 
 import os
 import sys
-from dataclasses import replace
+from dataclasses import fields, replace
 from pathlib import Path
 from typing import Any
 
-from lvlm_heat.adapters import Precision
-from lvlm_heat.baseline import BaselineKind
-from lvlm_heat.data import DEMO_MODELS
-from lvlm_heat.datasets import DataConfig, Pair, load_image, read_dataset
+from lvlm_heat.config import DataConfig, ExplainConfig, Precision, TrainerConfig
 from lvlm_heat.errors import LvlmHeatError
-from lvlm_heat.explainer import OptimConfig
-from lvlm_heat.pipeline import ExplainConfig
-from lvlm_heat.runner import TrainerConfig
-from lvlm_heat.selection import SelectionConfig
-
-RUN_DIR_ENV = "LVLM_HEAT_RUN_DIR"
-
-
-def next_run_dir(root: Path) -> Path:
-    """``root/version_N`` with the first free ``N``, as Lightning names its runs."""
-    root.mkdir(parents=True, exist_ok=True)
-    taken = {int(p.name.split("_")[1]) for p in root.glob("version_*") if p.name.split("_")[1].isdigit()}
-    number = 0
-    while number in taken:
-        number += 1
-    return root / f"version_{number}"
-
-
-def describe(record: dict[str, Any], folder: Path | None) -> str:
-    """The lines printed for one pair, from its ``result.json`` record."""
-    lines = [f"[{record['id']}] Q: {record.get('question', '')}"]
-    if record["status"] == "failed":
-        return "\n".join([*lines, f"  failed: {record.get('reason')}"])
-    tokens = " ".join(
-        f"[{t['text'].strip()} {t['llr']:+.2f}]" if t["selected"] else f"{t['text'].strip()} {t['llr']:+.2f}"
-        for t in record["tokens"]
-        if not t["special"]
-    )
-    lines += [f"  answer: {record['answer']}", f"  tokens (LLR, [selected]): {tokens}"]
-    if record["status"] == "explained":
-        flag = "  (unstable: p(I) - p(B) below min_gap)" if record["unstable_normalization"] else ""
-        lines.append(
-            f"  deletion AUC {record['deletion_auc']:.3f}  insertion AUC {record['insertion_auc']:.3f}  "
-            f"p(I) {record['p_image']:.3f}  p(B) {record['p_baseline']:.3f}  {record['seconds']:.1f}s{flag}"
-        )
-    else:
-        lines.append("  not visually grounded: no answer token passes the LLR threshold; no heatmap")
-    if folder is not None:
-        lines.append(f"  -> {folder / record['id']}")
-    return "\n".join(lines)
-
-
-def _run_folder(output_dir: Path | None, logs_root: Path) -> Path:
-    """The run folder, the same in every process of a multi-process run."""
-    if output_dir is not None:
-        return Path(output_dir)
-    if RUN_DIR_ENV in os.environ:  # a process launched by rank 0 (Lightning's launcher copies the environment)
-        return Path(os.environ[RUN_DIR_ENV])
-    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
-        raise LvlmHeatError("a multi-process launch (torchrun, SLURM) needs --output_dir: every process must write there")
-    return next_run_dir(Path(logs_root))
 
 
 def run(
@@ -83,11 +31,7 @@ def run(
     device: str = "auto",
     adapter: str | None = None,
     gradient_checkpointing: bool = False,
-    baseline: BaselineKind = "blur",
-    max_new_tokens: int = 32,
-    min_gap: float = 0.05,
-    optim: OptimConfig = OptimConfig(),
-    select: SelectionConfig = SelectionConfig(),
+    explain: ExplainConfig | None = None,
     trainer: TrainerConfig = TrainerConfig(),
     progress: bool = True,
 ) -> dict[str, Any] | None:
@@ -111,12 +55,8 @@ def run(
             auto-detection does not know.
         gradient_checkpointing: Recompute the model's activations in the backward pass: less
             memory on large models for about one extra forward pass.
-        baseline: Reference image B: ``blur``, ``black`` or ``noise``.
-        max_new_tokens: Length limit of generated answers.
-        min_gap: Flag pairs whose ``p(I) - p(B)`` is below this (unstable normalisation); flagged
-            pairs are left out of the mean AUCs.
-        optim: Mask optimisation settings.
-        select: Which answer tokens are explained.
+        explain: The explanation settings (on the command line, their fields are flags of their own:
+            ``--baseline``, ``--max_new_tokens``, ``--min_gap``, ``--optim.*``, ``--select.*``).
         trainer: Processes and devices of a dataset run (``--trainer.devices 8``).
         progress: Show progress bars.
 
@@ -126,8 +66,11 @@ def run(
     from tqdm.auto import tqdm
 
     from lvlm_heat.adapters import check_model, resolve_device
-    from lvlm_heat.pipeline import quiet_libraries
-    from lvlm_heat.runner import run_dataset
+    from lvlm_heat.data import Pair, load_image, read_dataset
+    from lvlm_heat.dataset_run import run_dataset
+    from lvlm_heat.demo import DEMO_MODELS
+    from lvlm_heat.reporting.console import describe, quiet_libraries, summary_line
+    from lvlm_heat.reporting.outputs import RUN_DIR_ENV, run_dir
 
     quiet_libraries()
     if (image is None) != (question is None):
@@ -141,10 +84,9 @@ def run(
         if answer is not None:
             raise LvlmHeatError("--answer goes with --image; a dataset gives answers in its answer field")
         pairs = read_dataset(data)
-    config = ExplainConfig(baseline=baseline, max_new_tokens=max_new_tokens, min_gap=min_gap, optim=optim, select=select)
     checkpoint = str(DEMO_MODELS.get(model, model))
     check_model(checkpoint, adapter)
-    folder = _run_folder(output_dir, logs_root)
+    folder = run_dir(output_dir, logs_root)
     accelerator = trainer.accelerator
     if trainer.devices in (1, "1") and accelerator == "auto":  # one process: --device says where
         accelerator = "gpu" if resolve_device(device).type == "cuda" else "cpu"
@@ -152,35 +94,44 @@ def run(
     print(f"model {model}: {len(pairs)} pair(s); outputs in {folder}", flush=True)
     os.environ[RUN_DIR_ENV] = str(folder)
     try:
-        summary = run_dataset(pairs, load, config, folder, replace(trainer, accelerator=accelerator),
+        summary = run_dataset(pairs, load, explain or ExplainConfig(), folder, replace(trainer, accelerator=accelerator),
                               multiple_choice=data.multiple_choice, progress=progress,
                               report=lambda record: tqdm.write(describe(record, folder)))
     finally:
         os.environ.pop(RUN_DIR_ENV, None)
     if summary is not None:
-        means = summary["means"]
-        print(
-            f"{summary['explained']} explained, {summary['not_grounded']} not visually grounded, {summary['failed']} "
-            f"failed; mean deletion AUC {_fmt(means['deletion_auc'])}, insertion AUC {_fmt(means['insertion_auc'])}"
-            f"; summary in {folder / 'summary.json'}",
-            flush=True,
-        )
+        print(summary_line(summary, folder), flush=True)
     return summary
 
 
-def _fmt(value: float | None) -> str:
-    return "n/a" if value is None else f"{value:.3f}"
+def build_parser(function=run):
+    """The parser of ``function`` (default :func:`run`, i.e. ``train.py``): its parameters as flags, and
+    the fields of its ``explain: ExplainConfig`` parameter as flags of their own at the top level."""
+    from jsonargparse import ArgumentParser, set_parsing_settings
+
+    set_parsing_settings(docstring_parse_attribute_docstrings=True)
+    parser = ArgumentParser(description=function.__doc__.split("\n\n")[0], exit_on_error=False)
+    parser.add_argument("--config", action="config", help="YAML file setting any of the options below.")
+    parser.add_function_arguments(function, skip={"explain"}, as_group=False)
+    parser.add_class_arguments(ExplainConfig, nested_key=None)
+    return parser
+
+
+def parse(argv: list[str] | None = None, function=run) -> dict[str, Any]:
+    """Keyword arguments of ``function`` (default :func:`run`) for the command-line arguments ``argv``."""
+    parser = build_parser(function)
+    options = vars(parser.instantiate(parser.parse_args(argv)))
+    options.pop("config", None)
+    options["explain"] = ExplainConfig(**{f.name: options.pop(f.name) for f in fields(ExplainConfig)})
+    return options
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any] | None:
     """Parse ``argv`` (default ``sys.argv[1:]``) and run; user errors become one line and exit 1."""
     from argparse import ArgumentError
 
-    from jsonargparse import CLI, set_parsing_settings
-
-    set_parsing_settings(docstring_parse_attribute_docstrings=True)
     try:
-        return CLI(run, args=argv, as_positional=False, exit_on_error=False)
+        return run(**parse(argv))
     except ArgumentError as err:
         message = " ".join(str(err).split())
         print(f"error: {message} (see python train.py --help)", file=sys.stderr)

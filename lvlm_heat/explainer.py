@@ -18,69 +18,20 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
 
 import torch
 from lightning.pytorch import LightningModule
 from torch import Tensor, nn
 
 from lvlm_heat.adapters.base import Adapter, PreparedPair, blend
+from lvlm_heat.config import OptimConfig
+from lvlm_heat.errors import LvlmHeatError
 from lvlm_heat.geometry import mask_grid_shape, sample_mask
 from lvlm_heat.losses import bilateral_tv, edge_weights, gnc_weight, l1_term, l2_term
 from lvlm_heat.metrics.curves import Curve, perturbation_curve
 from lvlm_heat.optim import IGOSNesterov
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class OptimConfig:
-    """Mask optimisation (METHOD.md sections 4-6). Defaults: the authors' quick start, relative step."""
-
-    iterations: int = 5
-    """Optimisation iterations (steps of the mask)."""
-    ig_iter: int = 10
-    """Points ``n`` of the integrated-gradient path per iteration."""
-    mask_size: int = 32
-    """Mask cells on the long side of the original image."""
-    l1: float = 1.0
-    """Weight of the sparsity term ``mean(|1 - M|)``."""
-    l2: float = 0.1
-    """Weight of the GNC term ``exp(-gamma i) sum((1 - M)^2)``."""
-    l3: float = 10.0
-    """Weight of the bilateral total variation."""
-    gamma: float = 1.0
-    """Decay rate of the GNC weight."""
-    momentum: float = 5.0
-    """Nesterov momentum constant ``m`` in ``i / (i + m)``."""
-    step_size: float = 0.3
-    """Relative step: the first iteration moves the most salient cell by this much."""
-    lr: float | None = None
-    """Absolute step size (the paper's 10); overrides ``step_size`` when set."""
-    relative_weights: bool = True
-    """Express ``L_del - L_ins`` in units of its largest gradient cell (that of the first iteration,
-    unless a later one is larger), so the regulariser weights mean the same for every model;
-    ``false`` uses the raw log-probabilities (the paper)."""
-    noise: float = 0.2
-    """Std of the Gaussian noise added to composites while optimising (normalised pixel units)."""
-    tv_sigma: float = 0.01
-    """Bandwidth of the bilateral TV's edge weights."""
-    batch_size: int = 16
-    """Composites per forward pass."""
-    curve_steps: int = 50
-    """Steps ``K`` of the deletion and insertion curves."""
-    seed: int = 0
-    """Seed of the composite noise."""
-
-    def __post_init__(self) -> None:
-        for name in ("iterations", "ig_iter", "mask_size", "batch_size", "curve_steps"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"optim.{name} must be at least 1, got {getattr(self, name)}")
-        for name in ("l1", "l2", "l3", "gamma", "momentum", "noise"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"optim.{name} must be non-negative, got {getattr(self, name)}")
-        if self.step_size <= 0 or (self.lr is not None and self.lr <= 0) or self.tv_sigma <= 0:
-            raise ValueError("optim.step_size, optim.lr and optim.tv_sigma must be positive")
 
 
 class MaskExplainer(LightningModule):
@@ -115,6 +66,11 @@ class MaskExplainer(LightningModule):
         self.history: list[dict[str, float]] = []
         self.deletion: Curve | None = None
         self.insertion: Curve | None = None
+        if prepared.guide is None:
+            raise LvlmHeatError(
+                f"{type(adapter).__name__} left PreparedPair.guide unset: its prepare (or geometry) must give an "
+                "image-shaped view of the processed image and its ViewWindow (README, 'Add your own model')"
+            )
         guide, self.guide_window = prepared.guide
         self.edges = edge_weights(guide.float(), config.tv_sigma)
 

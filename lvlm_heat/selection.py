@@ -12,10 +12,10 @@ from __future__ import annotations
 import math
 import re
 import string
-from dataclasses import dataclass, field
-from typing import Literal
 
+from lvlm_heat.config import SelectionConfig
 from lvlm_heat.errors import LvlmHeatError
+from lvlm_heat.record import TokenScore
 
 STOP_WORDS = frozenset(
     "a an the of is are was were be been being and or but to in on at by for with from as it its this that "
@@ -23,38 +23,6 @@ STOP_WORDS = frozenset(
     "them his her their our your my me us not no so than then too very can will would should could may "
     "might must shall into onto over under up down out off again further once just".split()
 )
-
-Rule = Literal["llr", "all", "words"]
-
-
-@dataclass
-class SelectionConfig:
-    """How the answer tokens to explain are chosen."""
-
-    rule: Rule = "llr"
-    """``llr``: tokens whose log-likelihood ratio against the baseline exceeds ``alpha``;
-    ``all``: every non-special answer token; ``words``: the tokens of ``words``."""
-    alpha: float = 1.0
-    """LLR threshold (natural log) of the ``llr`` rule."""
-    words: list[str] = field(default_factory=list)
-    """Words of the answer to explain, for the ``words`` rule (e.g. ``[red]``)."""
-
-
-@dataclass
-class TokenScore:
-    """One answer token with its log-probabilities under the image and the baseline."""
-
-    index: int
-    text: str
-    log_prob_image: float
-    log_prob_baseline: float
-    special: bool
-    selected: bool = False
-
-    @property
-    def llr(self) -> float:
-        return self.log_prob_image - self.log_prob_baseline
-
 
 def is_content(text: str) -> bool:
     """Not whitespace, not punctuation only, not a stop word."""

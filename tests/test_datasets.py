@@ -9,7 +9,8 @@ import json
 import pytest
 from conftest import textured_image
 
-from lvlm_heat.datasets import DataConfig, load_image, prompt_with_options, question_for, read_dataset
+from lvlm_heat.config import DataConfig
+from lvlm_heat.data import load_image, prompt_with_options, question_for, read_dataset
 from lvlm_heat.errors import LvlmHeatError
 
 

@@ -7,9 +7,9 @@ import torch
 from toy import RedBoxAdapter, red_box_scene
 
 from lvlm_heat.baseline import make_baseline
-from lvlm_heat.explainer import MaskExplainer, OptimConfig
-from lvlm_heat.pipeline import ExplainConfig, explain_pair
-from lvlm_heat.selection import SelectionConfig
+from lvlm_heat.config import ExplainConfig, OptimConfig, SelectionConfig
+from lvlm_heat.explainer import MaskExplainer
+from lvlm_heat.one_pair import explain_pair
 
 
 def test_gradient_reaches_the_mask_through_the_model(tiny_adapter, image):

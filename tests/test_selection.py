@@ -4,8 +4,10 @@ import math
 
 import pytest
 
+from lvlm_heat.config import SelectionConfig
 from lvlm_heat.errors import LvlmHeatError
-from lvlm_heat.selection import SelectionConfig, TokenScore, select_tokens
+from lvlm_heat.record import TokenScore
+from lvlm_heat.selection import select_tokens
 
 
 def _tokens(texts, llrs, special=()):

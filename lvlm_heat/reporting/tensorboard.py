@@ -2,38 +2,25 @@
 
 While the mask is optimised: the saliency ``1 - M`` after every iteration. After the
 curves are drawn: the final heatmap over the original image and the deletion /
-insertion curves with their AUC.
+insertion curves with their AUC. (The loss terms are logged by the module itself,
+with ``self.log``.)
 """
 
 from __future__ import annotations
 
-import matplotlib.pyplot as plt
 import numpy as np
 from lightning.pytorch import Callback, LightningModule, Trainer
 from lightning.pytorch.loggers import TensorBoardLogger
 from PIL import Image
 
 from lvlm_heat.geometry import upsample_to_image
-from lvlm_heat.report import curves_figure, heatmap_overlay
+from lvlm_heat.reporting.figures import curves_figure, heatmap_overlay
 
 
-class IterationProgress(Callback):
-    """A bar over the iterations of the pair being explained (under the dataset's bar)."""
-
-    def on_train_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        from tqdm.auto import tqdm
-
-        self.bar = tqdm(total=trainer.num_training_batches, desc="iterations", leave=False, position=1,
-                        dynamic_ncols=True)
-
-    def on_train_batch_end(self, trainer: Trainer, pl_module: LightningModule, outputs, batch, batch_idx: int) -> None:
-        self.bar.update(1)
-        if pl_module.history:
-            self.bar.set_postfix(deletion=f"{pl_module.history[-1]['deletion']:.2f}",
-                                 insertion=f"{pl_module.history[-1]['insertion']:.2f}")
-
-    def on_train_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        self.bar.close()
+def tensorboard_writer(trainer: Trainer):
+    """The trainer's ``SummaryWriter``, or ``None`` when it logs elsewhere or nowhere."""
+    logger = trainer.logger
+    return logger.experiment if isinstance(logger, TensorBoardLogger) else None
 
 
 class SaliencyImageLogger(Callback):
@@ -46,25 +33,18 @@ class SaliencyImageLogger(Callback):
     def __init__(self, image: Image.Image) -> None:
         self.image = image
 
-    @staticmethod
-    def _writer(trainer: Trainer):
-        logger = trainer.logger
-        return logger.experiment if isinstance(logger, TensorBoardLogger) else None
-
     def on_train_batch_end(self, trainer: Trainer, pl_module: LightningModule, outputs, batch, batch_idx: int) -> None:
-        writer = self._writer(trainer)
+        writer = tensorboard_writer(trainer)
         if writer is not None:
             writer.add_image("mask/saliency", (1 - pl_module.mask.detach()[0]).cpu(), trainer.global_step)
 
     def on_test_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        writer = self._writer(trainer)
+        writer = tensorboard_writer(trainer)
         if writer is None or pl_module.deletion is None:
             return
         step = trainer.global_step
         saliency = 1 - upsample_to_image(pl_module.mask.detach().float(), (self.image.height, self.image.width))
         overlay = heatmap_overlay(self.image, saliency[0, 0].cpu().numpy())
         writer.add_image("saliency/overlay", np.ascontiguousarray(overlay), step, dataformats="HWC")
-        figure = curves_figure(pl_module.deletion, pl_module.insertion)
-        writer.add_figure("auc/curves", figure, step)
-        plt.close(figure)
+        writer.add_figure("auc/curves", curves_figure(pl_module.deletion, pl_module.insertion), step)
         writer.flush()

@@ -1,30 +1,24 @@
-"""What a user looks at: the heatmap overlay, the curve plot and ``result.json``.
+"""What a user looks at: the heatmap overlay and the curve plot.
 
-The drawing functions return data (an RGB array, a matplotlib figure) and never show
-anything; :func:`write_outputs` saves them next to ``saliency.npy`` and an atomically
-written ``result.json``.
+The functions return data (an RGB array, a :class:`~matplotlib.figure.Figure`) and never show
+anything. Figures are made without ``pyplot``, so the user's matplotlib backend is never
+touched and nothing stays registered in pyplot's figure manager.
 """
 
 from __future__ import annotations
 
-import json
-import os
-import tempfile
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+import textwrap
+from typing import TYPE_CHECKING
 
 import matplotlib
+import numpy as np
+from matplotlib.figure import Figure
+from PIL import Image
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
-from PIL import Image  # noqa: E402
-
-from lvlm_heat.metrics.curves import Curve  # noqa: E402
+from lvlm_heat.metrics.curves import Curve
 
 if TYPE_CHECKING:
-    from lvlm_heat.pipeline import Explanation
+    from lvlm_heat.record import Explanation
 
 
 def heatmap_overlay(image: Image.Image, saliency: np.ndarray, alpha: float = 0.5, colormap: str = "jet") -> np.ndarray:
@@ -37,16 +31,15 @@ def heatmap_overlay(image: Image.Image, saliency: np.ndarray, alpha: float = 0.5
 
 
 def _title(explanation: Explanation, width: int = 70) -> str:
-    import textwrap
-
-    selected = ", ".join(t.text.strip() for t in explanation.tokens if t.selected) or "none"
+    selected = ", ".join(explanation.selected_tokens) or "none"
     lines = [f"Q: {explanation.question}", f"A: {explanation.answer}", f"explained tokens: {selected}"]
     return "\n".join(textwrap.shorten(line, width) for line in lines)
 
 
 def overlay_figure(image: Image.Image, explanation: Explanation) -> Figure:
     """The image and its heatmap side by side, titled with question, answer and tokens."""
-    figure, axes = plt.subplots(1, 2, figsize=(8, 4.6))
+    figure = Figure(figsize=(8, 4.6))
+    axes = figure.subplots(1, 2)
     axes[0].imshow(image.convert("RGB"))
     axes[0].set_title("image")
     axes[1].imshow(heatmap_overlay(image, explanation.saliency))
@@ -60,7 +53,8 @@ def overlay_figure(image: Image.Image, explanation: Explanation) -> Figure:
 
 def curves_figure(deletion: Curve, insertion: Curve) -> Figure:
     """Normalised deletion and insertion curves with their AUC."""
-    figure, axis = plt.subplots(figsize=(5, 3.6))
+    figure = Figure(figsize=(5, 3.6))
+    axis = figure.subplots()
     for name, curve, colour in (("deletion", deletion, "tab:red"), ("insertion", insertion, "tab:blue")):
         axis.plot(curve.fractions.numpy(), curve.normalized.numpy(), color=colour, label=f"{name} AUC {curve.auc:.3f}")
     axis.set_xlabel("fraction of mask cells removed / inserted (most important first)")
@@ -70,24 +64,3 @@ def curves_figure(deletion: Curve, insertion: Curve) -> Figure:
     axis.grid(alpha=0.3)
     figure.tight_layout()
     return figure
-
-
-def write_json_atomic(path: Path, data: Any) -> None:
-    """Write JSON so that ``path`` is either absent or complete, never half-written."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile("w", dir=path.parent, suffix=".tmp", delete=False) as handle:
-        json.dump(data, handle, indent=2)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(handle.name, path)
-
-
-def write_outputs(folder: Path, image: Image.Image, explanation: Explanation) -> None:
-    """``saliency.npy``, ``overlay.png``, ``curves.png`` (when explained) and, last, ``result.json``."""
-    folder.mkdir(parents=True, exist_ok=True)
-    if explanation.saliency is not None:
-        np.save(folder / "saliency.npy", explanation.saliency.astype(np.float32))
-        for name, figure in (("overlay.png", overlay_figure(image, explanation)), ("curves.png", curves_figure(explanation.deletion, explanation.insertion))):
-            figure.savefig(folder / name, dpi=110)
-            plt.close(figure)
-    write_json_atomic(folder / "result.json", explanation.to_dict())

@@ -1,0 +1,145 @@
+"""Every setting of an explanation, in one schema.
+
+The command line (:mod:`lvlm_heat.cli`), the Python API and the benchmark all take these
+dataclasses, so each default is written once. Field docstrings are the ``--help`` text.
+
+- :class:`ExplainConfig`: one explanation (baseline, answer length, stability threshold),
+  holding :class:`OptimConfig` (the mask optimisation) and :class:`SelectionConfig` (which
+  answer tokens are explained);
+- :class:`DataConfig`: where a dataset's pairs come from;
+- :class:`TrainerConfig`: how a dataset run is spread over processes.
+
+This module imports nothing but the standard library.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+BaselineKind = Literal["blur", "black", "noise"]
+Precision = Literal["auto", "fp32", "bf16", "fp16"]
+Rule = Literal["llr", "all", "words"]
+Format = Literal["auto", "jsonl", "json", "csv", "cvbench", "mmvp", "mmstar", "llava_bench"]
+
+
+@dataclass
+class OptimConfig:
+    """Mask optimisation (METHOD.md sections 4-6). Defaults: the authors' quick start, relative step."""
+
+    iterations: int = 5
+    """Optimisation iterations (steps of the mask)."""
+    ig_iter: int = 10
+    """Points ``n`` of the integrated-gradient path per iteration."""
+    mask_size: int = 32
+    """Mask cells on the long side of the original image."""
+    l1: float = 1.0
+    """Weight of the sparsity term ``mean(|1 - M|)``."""
+    l2: float = 0.1
+    """Weight of the GNC term ``exp(-gamma i) sum((1 - M)^2)``."""
+    l3: float = 10.0
+    """Weight of the bilateral total variation."""
+    gamma: float = 1.0
+    """Decay rate of the GNC weight."""
+    momentum: float = 5.0
+    """Nesterov momentum constant ``m`` in ``i / (i + m)``."""
+    step_size: float = 0.3
+    """Relative step: the first iteration moves the most salient cell by this much."""
+    lr: float | None = None
+    """Absolute step size (the paper's 10); overrides ``step_size`` when set."""
+    relative_weights: bool = True
+    """Express ``L_del - L_ins`` in units of its largest gradient cell (that of the first iteration,
+    unless a later one is larger), so the regulariser weights mean the same for every model;
+    ``false`` uses the raw log-probabilities (the paper)."""
+    noise: float = 0.2
+    """Std of the Gaussian noise added to composites while optimising (normalised pixel units)."""
+    tv_sigma: float = 0.01
+    """Bandwidth of the bilateral TV's edge weights."""
+    batch_size: int = 16
+    """Composites per forward pass."""
+    curve_steps: int = 50
+    """Steps ``K`` of the deletion and insertion curves."""
+    seed: int = 0
+    """Seed of the composite noise."""
+
+    def __post_init__(self) -> None:
+        for name in ("iterations", "ig_iter", "mask_size", "batch_size", "curve_steps"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"optim.{name} must be at least 1, got {getattr(self, name)}")
+        for name in ("l1", "l2", "l3", "gamma", "momentum", "noise"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"optim.{name} must be non-negative, got {getattr(self, name)}")
+        if self.step_size <= 0 or (self.lr is not None and self.lr <= 0) or self.tv_sigma <= 0:
+            raise ValueError("optim.step_size, optim.lr and optim.tv_sigma must be positive")
+
+
+@dataclass
+class SelectionConfig:
+    """How the answer tokens to explain are chosen (METHOD.md section 2)."""
+
+    rule: Rule = "llr"
+    """``llr``: tokens whose log-likelihood ratio against the baseline exceeds ``alpha``;
+    ``all``: every non-special answer token; ``words``: the tokens of ``words``."""
+    alpha: float = 1.0
+    """LLR threshold (natural log) of the ``llr`` rule."""
+    words: list[str] = field(default_factory=list)
+    """Words of the answer to explain, for the ``words`` rule (e.g. ``[red]``)."""
+
+
+@dataclass
+class ExplainConfig:
+    """Everything that shapes one explanation, besides the model."""
+
+    baseline: BaselineKind = "blur"
+    """Reference image B: ``blur`` (default), ``black`` or ``noise``."""
+    max_new_tokens: int = 32
+    """Length limit of the generated answer."""
+    min_gap: float = 0.05
+    """Flag pairs whose ``p(I) - p(B)`` is below this: their normalised curves are unstable, and
+    flagged pairs are left out of the mean AUCs."""
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    """Mask optimisation settings."""
+    select: SelectionConfig = field(default_factory=SelectionConfig)
+    """Which answer tokens are explained."""
+
+
+@dataclass
+class DataConfig:
+    """Where the pairs come from."""
+
+    path: Path | None = None
+    """Dataset file (or benchmark folder); default: the shipped demo pairs."""
+    image_root: Path | None = None
+    """Folder image paths are relative to; default: the dataset file's folder."""
+    format: Format = "auto"
+    """``auto`` (by extension, or the benchmark a folder holds), jsonl, json, csv, cvbench, mmvp, mmstar,
+    llava_bench."""
+    image_field: str = "image"
+    question_field: str = "question"
+    answer_field: str = "answer"
+    """Optional: explain this answer instead of the model's."""
+    id_field: str = "id"
+    """Optional: the pair's id (default: the image file's stem, made unique)."""
+    bbox_field: str = "bbox"
+    """Optional: ``[left, top, right, bottom]`` in pixels of the evidence, for plausibility metrics."""
+    options_field: str = "options"
+    """Optional: a list of answer options (multiple choice)."""
+    multiple_choice: bool = False
+    """List the options in the prompt and ask for the letter of the answer."""
+    limit: int | None = None
+    """Explain only the first ``limit`` pairs."""
+
+
+@dataclass
+class TrainerConfig:
+    """How the dataset is spread over processes (Lightning ``Trainer`` arguments)."""
+
+    accelerator: str = "auto"
+    """``auto``, ``cpu``, ``gpu``."""
+    devices: int | str = 1
+    """Processes per node (one per GPU): ``8`` splits the dataset over 8 GPUs."""
+    strategy: str = "auto"
+    """``auto`` (``ddp`` when devices > 1), ``ddp``; ``ddp_spawn`` is not supported (models do not pickle)."""
+    num_nodes: int = 1
+    """Nodes of a multi-node run (``torchrun`` / SLURM set the rest)."""

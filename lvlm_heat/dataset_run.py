@@ -1,0 +1,191 @@
+"""Explaining a dataset: one process or many, resumable, one summary at the end.
+
+The dataset run is a LightningModule driven by ``Trainer.predict``: one ``predict_step``
+explains one pair (its own mask optimisation, with its own single-device trainer, see
+:mod:`lvlm_heat.one_pair`). Under a multi-process strategy (``--trainer.devices 8``,
+``torchrun``, SLURM) Lightning shards the pairs without repeats; each process loads the
+model once, in :meth:`DatasetRun.setup`, and masks are never averaged across processes
+(each process optimises different pairs). The deletion / insertion AUC and plausibility
+metrics are torchmetrics states that sync across processes at the end; the summary rows
+are gathered from every process onto rank 0.
+
+A finished pair is its folder with a complete ``result.json`` (written atomically, last):
+a re-run of the same command skips it, so a stopped run loses only the pairs in flight.
+A pair that fails (missing or corrupt image, empty question, NaN loss, ...) is recorded
+as failed with its reason, and the run goes on; failed pairs are retried by a re-run.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from lightning.pytorch import LightningModule, Trainer
+from lightning.pytorch.loggers import TensorBoardLogger
+from torch import nn
+from torch.utils.data import DataLoader
+
+from lvlm_heat.config import ExplainConfig, TrainerConfig
+from lvlm_heat.data import Pair, load_image, question_for
+from lvlm_heat.errors import LvlmHeatError
+from lvlm_heat.metrics.auc import DeletionAUC, InsertionAUC
+from lvlm_heat.metrics.plausibility import BoxSaliencyMass, PointingGame
+from lvlm_heat.one_pair import explain_pair
+from lvlm_heat.record import EXPLAINED, FAILED
+from lvlm_heat.reporting.console import quiet_libraries
+from lvlm_heat.reporting.outputs import read_finished, write_json_atomic, write_pair_outputs
+from lvlm_heat.reporting.progress import DatasetProgress
+from lvlm_heat.reporting.summary import summary_row, write_summary
+from lvlm_heat.reporting.tensorboard import tensorboard_writer
+
+log = logging.getLogger(__name__)
+
+
+class DatasetMetrics(nn.Module):
+    """The dataset-level metrics: mean deletion and insertion AUC, pointing game, box mass.
+
+    Args:
+        sync: Synchronise across processes on ``compute`` (the final means); ``False`` gives this
+            process's own running means, safe to compute at any step.
+    """
+
+    def __init__(self, sync: bool) -> None:
+        super().__init__()
+        options = {"sync_on_compute": sync}
+        self.deletion_auc, self.insertion_auc = DeletionAUC(**options), InsertionAUC(**options)
+        self.pointing_game, self.box_mass = PointingGame(**options), BoxSaliencyMass(**options)
+
+    def update(self, record: dict[str, Any], saliency: np.ndarray | None) -> None:
+        """Add one pair: its record, and its saliency map when the dataset gives a box."""
+        if record.get("status") != EXPLAINED:
+            return
+        if not record.get("unstable_normalization"):
+            for metric, name in ((self.deletion_auc, "deletion"), (self.insertion_auc, "insertion")):
+                curve = record["curves"][name]
+                metric.update(torch.tensor(curve["fractions"]), torch.tensor(curve["normalized"]))
+        if record.get("bbox") and saliency is not None:
+            box = tuple(record["bbox"])
+            self.pointing_game.update(torch.from_numpy(saliency), box)
+            self.box_mass.update(torch.from_numpy(saliency), box)
+
+    def compute(self, only_updated: bool = False) -> dict[str, float]:
+        """Means by name (NaN where no pair contributed); ``only_updated`` skips those."""
+        with warnings.catch_warnings():  # a process may have no explained pair: compute is still collective
+            warnings.simplefilter("ignore", UserWarning)
+            return {name: float(metric.compute()) for name, metric in self.named_children()
+                    if metric.update_called or not only_updated}
+
+
+class DatasetRun(LightningModule):
+    """Explains every pair of a dataset, one ``predict_step`` each.
+
+    Args:
+        pairs: The dataset.
+        load: Keyword arguments of :func:`lvlm_heat.adapters.load_adapter` (model, precision, ...).
+        config: Explanation settings.
+        run_dir: Where each pair's folder, ``summary.json`` and ``summary.csv`` go.
+        multiple_choice: Ask with the options listed, for the letter.
+        report: Called with each newly explained pair's record (for printing).
+        progress: Show a bar over each pair's iterations.
+    """
+
+    def __init__(self, pairs: list[Pair], load: dict[str, Any], config: ExplainConfig, run_dir: Path,
+                 multiple_choice: bool = False, report: Callable[[dict], None] | None = None,
+                 progress: bool = False) -> None:
+        super().__init__()
+        self.report, self.progress = report, progress
+        self.pairs, self.load, self.config, self.run_dir = pairs, load, config, Path(run_dir)
+        self.multiple_choice = multiple_choice
+        self.adapter = None
+        self.metrics, self.running = DatasetMetrics(sync=True), DatasetMetrics(sync=False)
+        self.rows: dict[int, dict[str, Any]] = {}
+        self.summary: dict[str, Any] | None = None
+
+    def setup(self, stage: str) -> None:
+        from lvlm_heat.adapters import load_adapter
+
+        quiet_libraries()
+        if self.adapter is None:  # once per process, on this process's device
+            device = self.trainer.strategy.root_device
+            self.adapter = load_adapter(**{**self.load, "device": str(device)})
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+
+    def predict_dataloader(self) -> DataLoader:
+        return DataLoader(range(len(self.pairs)), batch_size=None)
+
+    def predict_step(self, index: int, batch_idx: int) -> dict[str, Any]:
+        pair = self.pairs[int(index)]
+        folder = self.run_dir / pair.id
+        record, saliency = read_finished(folder), None
+        if record is None:
+            with torch.enable_grad():  # predict runs without gradients; the mask needs them
+                record, saliency = self._explain(pair)
+            if self.report is not None:
+                self.report(record)
+        elif record["status"] == EXPLAINED and record.get("bbox"):  # resumed: its map is on disk
+            saliency = np.load(folder / "saliency.npy")
+        for metrics in (self.metrics, self.running):
+            metrics.update(record, saliency)
+        self.rows[int(index)] = summary_row(record)
+        writer = tensorboard_writer(self.trainer)
+        if writer is not None:  # this process's running means (rank 0's are shown)
+            for name, value in self.running.compute(only_updated=True).items():
+                writer.add_scalar(f"running/{name}", value, batch_idx)
+            writer.flush()
+        return self.rows[int(index)]
+
+    def _explain(self, pair: Pair) -> tuple[dict[str, Any], np.ndarray | None]:
+        """The pair's record (written to its folder) and saliency map, or a failure record."""
+        start = time.perf_counter()
+        try:
+            image = load_image(pair.image)
+            result = explain_pair(
+                self.adapter, image, question_for(pair, self.multiple_choice), answer=pair.answer, config=self.config,
+                pair_id=pair.id, log_dir=self.run_dir, bbox=pair.bbox, progress=self.progress,
+                image_path=None if isinstance(pair.image, bytes) else str(pair.image),
+            )
+            return write_pair_outputs(self.run_dir / pair.id, image, result), result.saliency
+        except (LvlmHeatError, OSError, ValueError, RuntimeError, FloatingPointError) as err:
+            reason = f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"
+            log.warning("%s failed: %s", pair.id, reason)
+            record = {"id": pair.id, "status": FAILED, "question": pair.question, "reason": reason,
+                      "seconds": time.perf_counter() - start}
+            write_json_atomic(self.run_dir / pair.id / "result.json", record)
+            return record, None
+
+    def on_predict_epoch_end(self) -> None:
+        means = self.metrics.compute()  # synced across processes
+        rows = self.rows
+        if self.trainer.world_size > 1 and torch.distributed.is_available() and torch.distributed.is_initialized():
+            gathered: list[dict[int, dict[str, Any]]] = [{} for _ in range(self.trainer.world_size)]
+            torch.distributed.all_gather_object(gathered, rows)
+            rows = {index: row for part in gathered for index, row in part.items()}
+        if self.trainer.global_rank == 0:
+            missing = {"status": FAILED, "reason": "no result (process stopped?)"}
+            ordered = [rows.get(k) or summary_row({"id": pair.id, **missing}) for k, pair in enumerate(self.pairs)]
+            self.summary = write_summary(self.run_dir, ordered, means, self.adapter.name if self.adapter else "")
+
+
+def run_dataset(pairs: list[Pair], load: dict[str, Any], config: ExplainConfig, run_dir: Path,
+                trainer: TrainerConfig, multiple_choice: bool = False, progress: bool = True,
+                report: Callable[[dict], None] | None = None) -> dict[str, Any] | None:
+    """Explain ``pairs`` into ``run_dir``; the summary on the process of rank 0 (``None`` elsewhere)."""
+    if trainer.strategy == "ddp_spawn":
+        raise LvlmHeatError("strategy ddp_spawn pickles the model to its workers, which transformers models do not "
+                            "support: use --trainer.strategy ddp")
+    module = DatasetRun(pairs, load, config, run_dir, multiple_choice, report, progress)
+    runner = Trainer(
+        accelerator=trainer.accelerator, devices=trainer.devices, strategy=trainer.strategy,
+        num_nodes=trainer.num_nodes,
+        logger=TensorBoardLogger(str(run_dir.parent), name=run_dir.name, version="", default_hp_metric=False),
+        callbacks=[DatasetProgress()] if progress else [], enable_progress_bar=False, enable_model_summary=False,
+        enable_checkpointing=False, inference_mode=False,
+    )
+    runner.predict(module, return_predictions=False)
+    return module.summary

@@ -1,0 +1,172 @@
+"""One pair, end to end: answer, baseline, token selection, mask optimisation, curves.
+
+:func:`explain_pair` is the whole method for one image-question pair. The mask optimisation
+itself is a Lightning run of :class:`~lvlm_heat.explainer.MaskExplainer` on a single-device
+trainer of its own: ``fit`` over the iterations, ``test`` for the curves. Writing the pair's
+files is the caller's choice (:func:`lvlm_heat.reporting.outputs.write_pair_outputs`).
+"""
+
+from __future__ import annotations
+
+import time
+from contextlib import contextmanager
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from lightning.pytorch import Trainer
+from lightning.pytorch.loggers import TensorBoardLogger
+from PIL import Image
+from torch.utils.data import DataLoader
+
+from lvlm_heat.adapters.base import Adapter
+from lvlm_heat.baseline import make_baseline
+from lvlm_heat.config import ExplainConfig
+from lvlm_heat.data.pairs import Box
+from lvlm_heat.errors import LvlmHeatError
+from lvlm_heat.explainer import MaskExplainer
+from lvlm_heat.geometry import upsample_to_image
+from lvlm_heat.record import EXPLAINED, NOT_GROUNDED, Explanation, TokenScore
+from lvlm_heat.reporting.console import quiet_libraries
+from lvlm_heat.reporting.progress import IterationProgress
+from lvlm_heat.reporting.tensorboard import SaliencyImageLogger
+from lvlm_heat.selection import select_tokens
+
+
+def explain_pair(
+    adapter: Adapter,
+    image: Image.Image,
+    question: str,
+    *,
+    answer: str | None = None,
+    config: ExplainConfig | None = None,
+    pair_id: str = "pair",
+    log_dir: Path | None = None,
+    image_path: str | None = None,
+    bbox: Box | None = None,
+    progress: bool = False,
+    trainer_overrides: dict[str, Any] | None = None,
+) -> Explanation:
+    """Explain one image-question pair with ``adapter``'s model.
+
+    Args:
+        adapter: A loaded model (see :func:`lvlm_heat.adapters.load_adapter`).
+        image: The image, any size.
+        question: The question.
+        answer: Explain this answer instead of the model's greedy one.
+        config: Settings; defaults from METHOD.md.
+        pair_id: The pair's name (its folder and TensorBoard run).
+        log_dir: TensorBoard events go to ``log_dir/<pair_id>/``; none are written when ``None``.
+        image_path: Recorded in the result.
+        bbox: ``(left, top, right, bottom)`` of the evidence, for the plausibility scores.
+        progress: Show a bar over the iterations.
+        trainer_overrides: Extra ``lightning.Trainer`` arguments.
+    """
+    config = config or ExplainConfig()
+    if not question or not question.strip():
+        raise LvlmHeatError("the question is empty: give a question about the image")
+    start = time.perf_counter()
+    image = image.convert("RGB")
+    baseline = make_baseline(image, config.baseline, seed=config.optim.seed)
+    clock = _Clock()
+    if answer is not None and answer.strip():
+        answer_ids = adapter.encode_answer(answer)
+    else:
+        answer_ids = adapter.generate(image, question, config.max_new_tokens)
+    clock.lap("answer")
+    texts, special = adapter.token_texts(answer_ids)
+    answer_text = "".join(t for t, s in zip(texts, special) if not s).strip()
+    settings = {"baseline": config.baseline, "max_new_tokens": config.max_new_tokens, "min_gap": config.min_gap,
+                "optim": asdict(config.optim), "select": asdict(config.select)}
+    result = Explanation(pair_id, question, answer_text, NOT_GROUNDED, [], model=adapter.name, settings=settings,
+                         image_path=image_path, bbox=bbox)
+    if answer_ids.numel() == 0:
+        result.seconds = time.perf_counter() - start
+        return result
+
+    prepared = adapter.prepare(image, baseline, question, answer_ids)
+    with torch.no_grad():
+        both = {k: torch.stack([prepared.image[k], prepared.baseline[k]]) for k in prepared.image}
+        log_probs = adapter.answer_log_probs(prepared, both).cpu()
+    result.tokens = select_tokens(
+        [TokenScore(k, texts[k], float(log_probs[0, k]), float(log_probs[1, k]), special[k]) for k in range(len(texts))],
+        config.select,
+    )
+    clock.lap("prepare")
+    selected = torch.tensor([t.selected for t in result.tokens])
+    if selected.any():
+        result.status = EXPLAINED
+        result.p_image = float(log_probs[0, selected].exp().mean())
+        result.p_baseline = float(log_probs[1, selected].exp().mean())
+        result.unstable = result.p_image - result.p_baseline < config.min_gap
+        module = MaskExplainer(adapter, prepared, selected, config.optim, result.p_image, result.p_baseline)
+        with _as_rank_zero():
+            trainer = _trainer(adapter, log_dir, pair_id, image, progress, **(trainer_overrides or {}))
+            trainer.fit(module, train_dataloaders=DataLoader(range(config.optim.iterations), batch_size=None))
+            clock.lap("optimise")
+            trainer.test(module, dataloaders=DataLoader([0], batch_size=None), verbose=False)
+            clock.lap("curves")
+        mask = module.mask.detach().float()
+        result.saliency = (1 - upsample_to_image(mask, prepared.image_size))[0, 0].cpu().numpy().astype(np.float32)
+        result.deletion, result.insertion, result.history = module.deletion, module.insertion, module.history
+    result.seconds = time.perf_counter() - start
+    result.timings = clock.laps
+    return result
+
+
+def _trainer(adapter: Adapter, log_dir: Path | None, pair_id: str, image: Image.Image, progress: bool = False,
+             **overrides) -> Trainer:
+    """The single-device trainer of one pair's mask, on the adapter's device, in full precision
+    (the mask and the loss; the model runs in its own dtype)."""
+    quiet_libraries()
+    device = adapter.device
+    logger: Any = False
+    if log_dir is not None:
+        logger = TensorBoardLogger(save_dir=str(log_dir), name=pair_id, version="", default_hp_metric=False)
+    settings = dict(
+        accelerator="gpu" if device.type == "cuda" else "cpu",
+        devices=[device.index or 0] if device.type == "cuda" else 1,
+        max_epochs=1,
+        logger=logger,
+        callbacks=[SaliencyImageLogger(image), *([IterationProgress()] if progress else [])],
+        enable_checkpointing=False,
+        enable_model_summary=False,
+        enable_progress_bar=False,
+        log_every_n_steps=1,
+        num_sanity_val_steps=0,
+        precision="32-true",
+    )
+    settings.update(overrides)
+    return Trainer(**settings)
+
+
+@contextmanager
+def _as_rank_zero():
+    """Each pair is one process's own work: its TensorBoard events must be written whatever the
+    process's rank (Lightning's rank-zero guard would silence ranks > 0), and the outer run's rank
+    must be restored afterwards (a single-device trainer resets it to 0)."""
+    from lightning.pytorch.utilities.rank_zero import rank_zero_only
+
+    saved = getattr(rank_zero_only, "rank", 0)
+    rank_zero_only.rank = 0
+    try:
+        yield
+    finally:
+        rank_zero_only.rank = saved
+
+
+class _Clock:
+    """Wall time of consecutive phases (CUDA work finished before each reading)."""
+
+    def __init__(self) -> None:
+        self.laps: dict[str, float] = {}
+        self.last = time.perf_counter()
+
+    def lap(self, name: str) -> None:
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()
+        now = time.perf_counter()
+        self.laps[name] = now - self.last
+        self.last = now

@@ -1,0 +1,134 @@
+"""The result record of one pair: :class:`Explanation`, and its JSON form.
+
+An explanation is computed once and flows, as this object, to the outputs on disk, the
+dataset metrics and the summary. :meth:`Explanation.to_dict` is what ``result.json``
+holds; a finished pair's ``result.json`` is read back only when a run resumes.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+from lvlm_heat.data.pairs import Box
+from lvlm_heat.metrics.curves import Curve
+from lvlm_heat.metrics.functional import box_mass, pointing_hit
+
+EXPLAINED, NOT_GROUNDED, FAILED = "explained", "not_grounded", "failed"
+
+
+@dataclass
+class TokenScore:
+    """One answer token with its log-probabilities under the image and the baseline."""
+
+    index: int
+    text: str
+    log_prob_image: float
+    log_prob_baseline: float
+    special: bool
+    selected: bool = False
+
+    @property
+    def llr(self) -> float:
+        return self.log_prob_image - self.log_prob_baseline
+
+
+@dataclass
+class Explanation:
+    """The result for one pair.
+
+    Attributes:
+        saliency: ``(H, W)`` float32 over the original image, higher = more important
+            (``1 - M`` upsampled); ``None`` when no token was selected.
+        tokens: Every answer token with its log-probabilities, LLR and selection.
+        deletion, insertion: The curves of the final mask (``None`` when not explained).
+        p_image, p_baseline: Mean probability of the selected tokens on I and on B.
+        history: Per iteration, every loss term (as logged to TensorBoard).
+        timings: Wall seconds of each phase: ``answer``, ``prepare`` (processor, baseline and
+            LLR passes), ``optimise`` (all iterations), ``curves``.
+    """
+
+    pair_id: str
+    question: str
+    answer: str
+    status: str
+    tokens: list[TokenScore]
+    saliency: np.ndarray | None = None
+    deletion: Curve | None = None
+    insertion: Curve | None = None
+    p_image: float = math.nan
+    p_baseline: float = math.nan
+    unstable: bool = False
+    seconds: float = 0.0
+    timings: dict[str, float] = field(default_factory=dict)
+    history: list[dict[str, float]] = field(default_factory=list)
+    model: str = ""
+    settings: dict[str, Any] = field(default_factory=dict)
+    image_path: str | None = None
+    bbox: Box | None = None
+
+    @property
+    def pointing_hit(self) -> bool | None:
+        """Whether the saliency peak is in ``bbox`` (``None`` without a box or a map)."""
+        if self.bbox is None or self.saliency is None:
+            return None
+        return pointing_hit(torch.from_numpy(self.saliency), self.bbox)
+
+    @property
+    def box_mass(self) -> float | None:
+        """Share of the saliency inside ``bbox`` (``None`` without a box or a map)."""
+        if self.bbox is None or self.saliency is None:
+            return None
+        return box_mass(torch.from_numpy(self.saliency), self.bbox)
+
+    @property
+    def deletion_auc(self) -> float:
+        return self.deletion.auc if self.deletion else math.nan
+
+    @property
+    def insertion_auc(self) -> float:
+        return self.insertion.auc if self.insertion else math.nan
+
+    @property
+    def selected_tokens(self) -> list[str]:
+        return [t.text.strip() for t in self.tokens if t.selected]
+
+    def to_dict(self) -> dict[str, Any]:
+        """The ``result.json`` record."""
+
+        def curve(c: Curve | None) -> dict[str, list[float]] | None:
+            if c is None:
+                return None
+            return {"fractions": c.fractions.tolist(), "probs": c.probs.tolist(), "normalized": c.normalized.tolist()}
+
+        return {
+            "id": self.pair_id,
+            "status": self.status,
+            "image": self.image_path,
+            "question": self.question,
+            "answer": self.answer,
+            "tokens": [
+                {"index": t.index, "text": t.text, "llr": t.llr, "log_prob_image": t.log_prob_image,
+                 "log_prob_baseline": t.log_prob_baseline, "special": t.special, "selected": t.selected}
+                for t in self.tokens
+            ],
+            "selected_tokens": self.selected_tokens,
+            "deletion_auc": None if math.isnan(self.deletion_auc) else self.deletion_auc,
+            "insertion_auc": None if math.isnan(self.insertion_auc) else self.insertion_auc,
+            "p_image": self.p_image,
+            "p_baseline": self.p_baseline,
+            "unstable_normalization": self.unstable,
+            "bbox": list(self.bbox) if self.bbox else None,
+            "pointing_hit": self.pointing_hit,
+            "box_mass": self.box_mass,
+            "curves": {"deletion": curve(self.deletion), "insertion": curve(self.insertion)},
+            "history": self.history,
+            "seconds": self.seconds,
+            "timings": self.timings,
+            "model": self.model,
+            "settings": self.settings,
+        }

@@ -1,0 +1,9 @@
+"""Everything a user reads: figures, per-pair outputs, TensorBoard images, progress, console, summary.
+
+- :mod:`~lvlm_heat.reporting.figures`: heatmap overlay and curve plot (data, never shown);
+- :mod:`~lvlm_heat.reporting.outputs`: run folders and a pair's files (``result.json`` last, atomic);
+- :mod:`~lvlm_heat.reporting.tensorboard`: images logged while a mask is optimised;
+- :mod:`~lvlm_heat.reporting.progress`: progress bars over pairs and iterations;
+- :mod:`~lvlm_heat.reporting.console`: what the command line prints;
+- :mod:`~lvlm_heat.reporting.summary`: ``summary.json`` and ``summary.csv`` of a dataset run.
+"""
