@@ -7,7 +7,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -65,24 +64,22 @@ def _means(path: Path) -> dict:
     return {"means": summary["means"], "rows": rows}
 
 
+@pytest.mark.slow
 def test_a_killed_run_resumes_where_it_stopped(tiny_llava, tmp_path):
     data = _dataset(tmp_path / "data", 6)
     reference = tmp_path / "reference"
-    subprocess.run(_command(tiny_llava, data, reference), check=True, env=_env(), capture_output=True)
+    stoppable = ("--adapter", "toy.StoppedLlava")
+    subprocess.run(_command(tiny_llava, data, reference, *stoppable), check=True, env=_env(), capture_output=True)
 
     out = tmp_path / "resumed"
-    process = subprocess.Popen(_command(tiny_llava, data, out), env=_env(), stdout=subprocess.DEVNULL,
-                               stderr=subprocess.DEVNULL, start_new_session=True)
-    deadline = time.time() + 300
-    while len(list(out.glob("*/result.json"))) < 2 and time.time() < deadline and process.poll() is None:
-        time.sleep(0.05)
-    os.killpg(process.pid, signal.SIGKILL)
-    process.wait()
+    killed = subprocess.run(_command(tiny_llava, data, out, *stoppable), env={**_env(), "STOP_AT_PAIR": "3"},
+                            capture_output=True)
+    assert killed.returncode == -signal.SIGKILL
     done_before = {p.parent.name: p.stat().st_mtime_ns for p in out.glob("*/result.json")}
-    assert 2 <= len(done_before) < 6, "the kill must land part-way"
+    assert sorted(done_before) == ["img0", "img1"]  # killed while preparing the third pair
     assert not (out / "summary.json").exists()
 
-    subprocess.run(_command(tiny_llava, data, out), check=True, env=_env(), capture_output=True)
+    subprocess.run(_command(tiny_llava, data, out, *stoppable), check=True, env=_env(), capture_output=True)
     after = {p.parent.name: p.stat().st_mtime_ns for p in out.glob("*/result.json")}
     assert len(after) == 6
     assert all(after[name] == stamp for name, stamp in done_before.items())  # finished pairs were skipped
@@ -96,6 +93,7 @@ def test_a_killed_run_resumes_where_it_stopped(tiny_llava, tmp_path):
         assert resumed["means"][key] == pytest.approx(value, abs=1e-5), key
 
 
+@pytest.mark.slow
 def test_two_processes_give_the_same_results_as_one(tiny_llava, tmp_path):
     data = _dataset(tmp_path / "data", 5)
     one, two = tmp_path / "one", tmp_path / "two"

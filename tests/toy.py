@@ -7,13 +7,16 @@ interface.
 
 from __future__ import annotations
 
+import os
+import signal
+
 import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image
 from torch import Tensor, nn
 
-from lvlm_heat.adapters import Adapter, PreparedPair
+from lvlm_heat.adapters import Adapter, LlavaAdapter, PreparedPair
 from lvlm_heat.geometry import ViewWindow, sample_mask
 
 
@@ -152,3 +155,17 @@ class NaNAdapter(TwoEncoderAdapter):
 
     def answer_log_probs(self, prepared, pixels):
         return super().answer_log_probs(prepared, pixels) * float("nan")
+
+
+class StoppedLlava(LlavaAdapter):
+    """A LLaVA that kills its own process with SIGKILL (as an out-of-memory killer or a preempted node
+    would) when it starts preparing pair number ``$STOP_AT_PAIR`` (1-based), and runs normally when that
+    variable is unset. Makes a kill land at a known point, whatever the machine's speed."""
+
+    prepared = 0
+
+    def prepare(self, *args, **kwargs):
+        type(self).prepared += 1
+        if str(type(self).prepared) == os.environ.get("STOP_AT_PAIR"):
+            os.kill(os.getpid(), signal.SIGKILL)
+        return super().prepare(*args, **kwargs)
