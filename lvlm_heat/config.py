@@ -64,9 +64,11 @@ class OptimConfig:
     """Seed of the composite noise."""
 
     def __post_init__(self) -> None:
-        for name in ("iterations", "ig_iter", "mask_size", "batch_size", "curve_steps"):
+        for name in ("iterations", "ig_iter", "mask_size", "batch_size"):
             if getattr(self, name) < 1:
                 raise ValueError(f"optim.{name} must be at least 1, got {getattr(self, name)}")
+        if self.curve_steps < 2:  # one step goes straight from the image to the baseline: no curve to rank by
+            raise ValueError(f"optim.curve_steps must be at least 2, got {self.curve_steps}")
         for name in ("l1", "l2", "l3", "gamma", "momentum", "noise"):
             if getattr(self, name) < 0:
                 raise ValueError(f"optim.{name} must be non-negative, got {getattr(self, name)}")
@@ -103,6 +105,10 @@ class ExplainConfig:
     select: SelectionConfig = field(default_factory=SelectionConfig)
     """Which answer tokens are explained."""
 
+    def __post_init__(self) -> None:
+        if self.max_new_tokens < 1:
+            raise ValueError(f"max_new_tokens must be at least 1, got {self.max_new_tokens}")
+
 
 @dataclass
 class DataConfig:
@@ -118,9 +124,12 @@ class DataConfig:
     image_field: str = "image"
     question_field: str = "question"
     answer_field: str = "answer"
-    """Optional: explain this answer instead of the model's."""
+    """Optional: the dataset's reference answer, recorded and compared with the model's own answer."""
+    explain_reference: bool = False
+    """Explain the dataset's reference answer instead of the model's own."""
     id_field: str = "id"
-    """Optional: the pair's id (default: the image file's stem, made unique)."""
+    """Optional: the pair's id (default: the image file's stem); its output folder is the id's file-name-safe
+    part, made unique."""
     bbox_field: str = "bbox"
     """Optional: ``[left, top, right, bottom]`` in pixels of the evidence, for plausibility metrics."""
     options_field: str = "options"
@@ -129,6 +138,10 @@ class DataConfig:
     """List the options in the prompt and ask for the letter of the answer."""
     limit: int | None = None
     """Explain only the first ``limit`` pairs."""
+
+    def __post_init__(self) -> None:
+        if self.limit is not None and self.limit < 1:
+            raise ValueError(f"data.limit must be at least 1, got {self.limit}")
 
 
 @dataclass

@@ -6,23 +6,51 @@ import string
 from dataclasses import dataclass
 from pathlib import Path
 
+from lvlm_heat.data.ids import safe_name
+
 Box = tuple[float, float, float, float]
-"""``(left, top, right, bottom)`` in pixels of the original image."""
+"""``(left, top, right, bottom)`` in pixels of the image as displayed (EXIF orientation applied)."""
 
 
 @dataclass(frozen=True)
 class Pair:
     """One image-question pair to explain.
 
-    ``image`` is a path, or the encoded image bytes for benchmarks that embed them.
+    Attributes:
+        id: The dataset's own id for the pair, exactly as written (default: the image file's stem; for a
+            record that could not be read and has no id, where it is, e.g. ``line_3``). Shown to the
+            user and in the summary; never used as a path, and not necessarily unique.
+        image: A path, or the encoded image bytes for benchmarks that embed them; ``None`` only for a
+            pair with an ``error`` whose image is unknown.
+        question: The question as the dataset gives it (see :func:`question_for` for the prompt).
+        answer: The answer to explain, or ``None`` to explain the model's own answer (the default).
+            A dataset's answer column goes here only with ``DataConfig.explain_reference``.
+        bbox: The evidence box, in pixels of the displayed image, if the dataset gives one.
+        options: The answer options of a multiple-choice question.
+        reference: The dataset's reference (ground-truth) answer, always recorded when it has one; the
+            model's answer is compared with it by :func:`lvlm_heat.data.answers.answer_matches`.
+        error: Why the record could not be made into a usable pair (one line naming its line or record
+            number), or ``None``. A pair with an error is recorded as failed, with this reason.
+        folder: The name of the pair's output folder, ``<output_dir>/<folder>``: the one field to build
+            paths from. It is always a single file-name-safe component (:func:`~lvlm_heat.data.ids.safe_name`;
+            default: that of ``id``), and :func:`~lvlm_heat.data.read_dataset` makes it unique in the dataset.
     """
 
     id: str
-    image: Path | bytes
+    image: Path | bytes | None
     question: str
     answer: str | None = None
     bbox: Box | None = None
     options: tuple[str, ...] = ()
+    reference: str | None = None
+    error: str | None = None
+    folder: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.folder:
+            object.__setattr__(self, "folder", safe_name(self.id))  # frozen: set once, while being built
+        elif safe_name(self.folder) != self.folder:
+            raise ValueError(f"a pair's folder must be a safe file name, got {self.folder!r}")
 
 
 def prompt_with_options(question: str, options: tuple[str, ...]) -> str:
@@ -30,7 +58,6 @@ def prompt_with_options(question: str, options: tuple[str, ...]) -> str:
     letters = string.ascii_uppercase
     lines = [question.strip(), *(f"{letters[k]}. {option}" for k, option in enumerate(options))]
     return "\n".join(lines) + "\nAnswer with the option's letter from the given choices directly."
-
 
 
 def question_for(pair: Pair, multiple_choice: bool) -> str:

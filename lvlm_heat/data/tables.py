@@ -2,65 +2,97 @@
 
 from __future__ import annotations
 
-import csv
-import io
 import json
+import math
+import re
 from pathlib import Path
+from typing import Any
 
 from lvlm_heat.config import DataConfig
 from lvlm_heat.data.pairs import Box, Pair
-from lvlm_heat.errors import LvlmHeatError
+from lvlm_heat.data.records import (
+    RecordError,
+    pairs_from,
+    read_records,
+    reference_fields,
+    require_fields,
+    required_field,
+    short,
+    text_field,
+)
+
+_BOX = "a bbox is 4 numbers [left, top, right, bottom]"
 
 
-def parse_bbox(value) -> Box | None:
-    if value in (None, "", []):
+def _json_text(value: str, what: str) -> Any:
+    try:
+        return json.loads(value)
+    except json.JSONDecodeError as err:
+        raise RecordError(f"the {what} is not valid JSON ({err.msg}): {short(value)}") from err
+
+
+def parse_bbox(value: Any) -> Box | None:
+    """A box from a list, or text such as ``[1, 2, 3, 4]`` or ``1 2 3 4``; ``None`` when absent.
+
+    Raises:
+        RecordError: Not four finite numbers with ``right > left`` and ``bottom > top`` (an
+            ``[x, y, width, height]`` box often fails this, rather than silently meaning another box).
+    """
+    if value is None or value == [] or (isinstance(value, str) and not value.strip()):
         return None
     if isinstance(value, str):
-        value = json.loads(value)
-    if len(value) != 4:
-        raise ValueError(f"a bounding box has 4 numbers, got {value!r}")
-    return tuple(float(v) for v in value)
+        text = value.strip()
+        value = _json_text(text, "bbox") if text.startswith("[") else re.split(r"[\s,]+", text)
+    if not isinstance(value, (list, tuple)) or len(value) != 4:
+        raise RecordError(f"{_BOX}, got {short(value)}")
+    try:
+        if any(isinstance(v, bool) for v in value):
+            raise TypeError("a boolean")
+        box = tuple(float(v) for v in value)
+    except (TypeError, ValueError) as err:
+        raise RecordError(f"{_BOX}, got {short(value)}") from err
+    if not all(math.isfinite(v) for v in box):
+        raise RecordError(f"{_BOX} (finite), got {short(value)}")
+    if box[2] <= box[0] or box[3] <= box[1]:
+        raise RecordError(f"{_BOX} with right > left and bottom > top, got {short(value)}")
+    return box
 
 
-def parse_options(value) -> tuple[str, ...]:
-    if value in (None, ""):
+def parse_options(value: Any) -> tuple[str, ...]:
+    """Answer options from a list, JSON text (``["cat", "dog"]``) or ``cat | dog``; ``()`` when absent."""
+    if value is None or (isinstance(value, str) and not value.strip()):
         return ()
     if isinstance(value, str):
-        value = json.loads(value) if value.strip().startswith("[") else [v.strip() for v in value.split("|")]
-    return tuple(str(v) for v in value)
-
-
-def read_records(path: Path, kind: str) -> list[dict]:
-    text = path.read_text(encoding="utf-8")
-    if kind == "jsonl":
-        return [json.loads(line) for line in text.splitlines() if line.strip()]
-    if kind == "json":
-        data = json.loads(text)
-        if not isinstance(data, list):
-            raise ValueError("a JSON dataset is a list of objects")
-        return data
-    delimiter = "\t" if path.suffix == ".tsv" else ","
-    return list(csv.DictReader(io.StringIO(text), delimiter=delimiter))
+        value = _json_text(value, "options") if value.strip().startswith("[") else value.split("|")
+    if not isinstance(value, (list, tuple)) or any(isinstance(v, (dict, list)) for v in value):
+        raise RecordError(f"options are a list of texts, got {short(value)}")
+    return tuple(str(v).strip() for v in value)
 
 
 def read_table(path: Path, kind: str, config: DataConfig, root: Path) -> list[Pair]:
-    pairs = []
-    for number, record in enumerate(read_records(path, kind), start=1):
-        try:
-            image = root / str(record[config.image_field])
-            pairs.append(
-                Pair(
-                    id=str(record.get(config.id_field) or image.stem),
-                    image=image,
-                    question=str(record[config.question_field]),
-                    answer=record.get(config.answer_field) or None,
-                    bbox=parse_bbox(record.get(config.bbox_field)),
-                    options=parse_options(record.get(config.options_field)),
-                )
-            )
-        except (KeyError, TypeError, ValueError) as err:
-            raise LvlmHeatError(
-                f"{path}, record {number}: expected fields {config.image_field!r} and {config.question_field!r} "
-                f"({type(err).__name__}: {err}); set --data.image_field / --data.question_field"
-            ) from err
-    return pairs
+    """The pairs of a ``jsonl``, ``json`` or ``csv`` file with ``config``'s field names, one per record.
+
+    The answer column is the pair's ``reference``; it is also its ``answer`` (the one explained) only
+    with ``config.explain_reference``. A record without an image or question, or with a bad bbox or
+    options, is a pair with ``error`` (see :mod:`lvlm_heat.data.records`).
+    """
+    records = read_records(path, kind)
+    require_fields(path, records, (config.image_field, "set --data.image_field"),
+                   (config.question_field, "set --data.question_field"))
+
+    def build(fields: dict[str, Any]) -> Pair:
+        image = root / required_field(fields, config.image_field, " (set --data.image_field)")
+        return Pair(
+            id=own_id(fields),
+            image=image,
+            question=required_field(fields, config.question_field, " (set --data.question_field)"),
+            bbox=parse_bbox(fields.get(config.bbox_field)),
+            options=parse_options(fields.get(config.options_field)),
+            **reference_fields(text_field(fields, config.answer_field), config.explain_reference),
+        )
+
+    def own_id(fields: dict[str, Any]) -> str | None:
+        image = text_field(fields, config.image_field)
+        return text_field(fields, config.id_field) or (Path(image).stem if image else None)
+
+    return pairs_from(records, build, own_id)
