@@ -120,8 +120,15 @@ def load_adapter(
     target = resolve_device(device)
     try:
         loaded = cls.load(model, dtype=resolve_dtype(precision, target), device=target)
-    except OSError as err:
-        raise LvlmHeatError(f"cannot load {model!r}: {str(err).splitlines()[0]}") from err
+    except LvlmHeatError:
+        raise
+    except Exception as err:  # corrupt or truncated weights, a config that does not match them, a broken adapter
+        first = str(err).strip().splitlines()[0] if str(err).strip() else ""
+        if "mismatched_sizes" in first:
+            first = "the weights' shapes do not match the model's config.json"
+        raise LvlmHeatError(
+            f"cannot load {model!r}: {type(err).__name__}: {first} (LVLM_HEAT_DEBUG=1 shows the full traceback)"
+        ) from err
     if gradient_checkpointing:
         loaded.enable_gradient_checkpointing()
     return loaded

@@ -22,6 +22,7 @@ import torch
 from PIL import Image
 from torch import Tensor
 
+from lvlm_heat.errors import LvlmHeatError
 from lvlm_heat.geometry import ViewWindow
 
 # Processor outputs aligned with the tokens (one value per prompt token), extended over the answer.
@@ -230,6 +231,7 @@ class HFAdapter(Adapter):
     @torch.no_grad()
     def generate(self, image: Image.Image, question: str, max_new_tokens: int) -> Tensor:
         inputs = self._inputs(image, self.chat_prompt(question))
+        self._check_context(inputs["input_ids"].shape[1] + 1, "the image and question")
         inputs = {k: self._to_device(v) for k, v in inputs.items()}
         out = self.model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False)
         ids = out[0, inputs["input_ids"].shape[1] :]
@@ -249,6 +251,7 @@ class HFAdapter(Adapter):
             raise RuntimeError("the processor tokenised the prompt differently for the image and the baseline")
         answer_ids = answer_ids.to(prompt_ids)
         input_ids = torch.cat([prompt_ids, answer_ids[None, :-1]], dim=1)
+        self._check_context(input_ids.shape[1], "the image, question and answer")
         text = {"input_ids": input_ids, "attention_mask": torch.ones_like(input_ids)}
         for key in TOKEN_ALIGNED:  # per-token tags of the prompt: the answer tokens are plain text (0)
             if key in with_image:
@@ -306,6 +309,19 @@ class HFAdapter(Adapter):
         logits = self.model(**inputs, logits_to_keep=steps, use_cache=False).logits[:, -steps:].float()
         targets = prepared.answer_ids.expand(count, steps)
         return logits.log_softmax(-1).gather(-1, targets[..., None]).squeeze(-1)
+
+    def context_length(self) -> int | None:
+        """The most tokens the language model takes (``max_position_embeddings``), if its config says."""
+        config = self.model.config
+        text = getattr(config, "text_config", None) or config
+        return getattr(text, "max_position_embeddings", None)
+
+    def _check_context(self, tokens: int, what: str) -> None:
+        """One clear error instead of an empty answer or an index error deep in the model."""
+        limit = self.context_length()
+        if limit is not None and tokens > limit:
+            raise LvlmHeatError(f"{what} take {tokens} tokens, more than the model's context of {limit}: "
+                                "shorten the question (or the answer)")
 
     def _to_device(self, value: Any) -> Any:
         return value.to(self.device) if isinstance(value, Tensor) else value
