@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 from typing import Any
 
@@ -16,12 +17,19 @@ from PIL import Image
 
 from lvlm_heat.adapters import load_adapter
 from lvlm_heat.config import ExplainConfig, Precision
-from lvlm_heat.data import load_image
+from lvlm_heat.data import open_image
 from lvlm_heat.demo import DEMO_MODELS
 from lvlm_heat.one_pair import explain_pair
 from lvlm_heat.record import Explanation
 from lvlm_heat.reporting.console import quiet_libraries
 from lvlm_heat.reporting.outputs import write_pair_outputs
+
+
+def content_id(image: Image.Image, question: str, answer: str | None = None) -> str:
+    """A name for an in-memory pair: ``image_`` and 12 hex digits of a hash of its pixels, question and answer."""
+    digest = hashlib.sha256(image.tobytes())
+    digest.update(f"{image.mode} {image.size} {question!r} {answer!r}".encode())
+    return f"image_{digest.hexdigest()[:12]}"
 
 
 class Explainer:
@@ -68,21 +76,25 @@ class Explainer:
         """Explain one pair; write ``output_dir/<pair_id>/`` (files and TensorBoard events) when
         ``output_dir`` is given.
 
+        ``pair_id`` defaults to the image file's stem, or for a PIL image to ``image_<hash>`` of the
+        image, question and answer, so that explaining other pairs never overwrites earlier outputs;
+        its file-name-safe form names the folder.
+
         Returns:
             An :class:`~lvlm_heat.record.Explanation`: ``saliency`` ``(H, W)`` over the original
             image, ``tokens`` with their LLR, ``deletion_auc``, ``insertion_auc``, the curves and
             the per-iteration loss ``history``.
         """
-        path = None
+        path, notes = None, []
         if not isinstance(image, Image.Image):
             path = Path(image)
-            image = load_image(path)
-        pair_id = pair_id or (path.stem if path else "pair")
+            image, notes = open_image(path)
+        pair_id = pair_id or (path.stem if path else content_id(image, question, answer))
         folder = Path(output_dir) if output_dir is not None else None
         result = explain_pair(
             self.adapter, image, question, answer=answer, config=self.config, pair_id=pair_id, log_dir=folder,
-            image_path=str(path) if path else None, trainer_overrides=trainer_overrides or None,
+            image_path=str(path) if path else None, image_notes=notes, trainer_overrides=trainer_overrides or None,
         )
         if folder is not None:
-            write_pair_outputs(folder / pair_id, image, result)
+            write_pair_outputs(folder / result.folder, image, result)
         return result

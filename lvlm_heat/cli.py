@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import os
 import sys
-from dataclasses import fields, replace
+from contextlib import nullcontext
+from dataclasses import asdict, fields, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from lvlm_heat.config import DataConfig, ExplainConfig, Precision, TrainerConfig
 from lvlm_heat.errors import LvlmHeatError
@@ -34,6 +35,7 @@ def run(
     explain: ExplainConfig | None = None,
     trainer: TrainerConfig = TrainerConfig(),
     progress: bool = True,
+    resume: Literal["auto", "force"] = "auto",
 ) -> dict[str, Any] | None:
     """Explain where a vision-language model looks when it answers questions about images.
 
@@ -59,20 +61,31 @@ def run(
             ``--baseline``, ``--max_new_tokens``, ``--min_gap``, ``--optim.*``, ``--select.*``).
         trainer: Processes and devices of a dataset run (``--trainer.devices 8``).
         progress: Show progress bars.
+        resume: Re-running into a folder skips its finished pairs. ``auto``: only when the folder was
+            made by the same model and settings (its ``run.json``), else the run is refused; ``force``:
+            whatever made it.
 
     Returns:
         The summary (on the process of rank 0).
     """
     from tqdm.auto import tqdm
 
-    from lvlm_heat.adapters import check_model, resolve_device
+    from lvlm_heat.adapters import check_model, resolve_device, resolve_dtype
     from lvlm_heat.data import Pair, load_image, read_dataset
     from lvlm_heat.dataset_run import run_dataset
     from lvlm_heat.demo import DEMO_MODELS
     from lvlm_heat.reporting.console import describe, quiet_libraries, summary_line
-    from lvlm_heat.reporting.outputs import RUN_DIR_ENV, run_dir
+    from lvlm_heat.reporting.run_folder import (
+        RUN_DIR_ENV,
+        RunLock,
+        check_identity,
+        launching_process,
+        prepare_run_dir,
+        run_dir,
+    )
 
     quiet_libraries()
+    explain = explain or ExplainConfig()
     if (image is None) != (question is None):
         raise LvlmHeatError("give --image and --question together (or neither, to explain --data.path or the demo pairs)")
     if image is not None:
@@ -86,22 +99,65 @@ def run(
         pairs = read_dataset(data)
     checkpoint = str(DEMO_MODELS.get(model, model))
     check_model(checkpoint, adapter)
-    folder = run_dir(output_dir, logs_root)
     accelerator = trainer.accelerator
     if trainer.devices in (1, "1") and accelerator == "auto":  # one process: --device says where
         accelerator = "gpu" if resolve_device(device).type == "cuda" else "cpu"
-    load = dict(model=checkpoint, precision=precision, adapter=adapter, gradient_checkpointing=gradient_checkpointing)
-    print(f"model {model}: {len(pairs)} pair(s); outputs in {folder}", flush=True)
-    os.environ[RUN_DIR_ENV] = str(folder)
-    try:
-        summary = run_dataset(pairs, load, explain or ExplainConfig(), folder, replace(trainer, accelerator=accelerator),
-                              multiple_choice=data.multiple_choice, progress=progress,
-                              report=lambda record: tqdm.write(describe(record, folder)))
-    finally:
-        os.environ.pop(RUN_DIR_ENV, None)
+    dtype = resolve_dtype(precision, torch_device(accelerator))
+    identity = run_identity(model, checkpoint, adapter, dtype, explain, data)
+    folder = run_dir(output_dir, logs_root)
+    launching = launching_process()  # the processes it starts share its folder, lock and identity check
+    if launching:
+        prepare_run_dir(folder)
+    with RunLock(folder) if launching else nullcontext():
+        if launching:
+            check_identity(folder, identity, force=resume == "force")
+        load = dict(model=checkpoint, precision=precision, adapter=adapter, gradient_checkpointing=gradient_checkpointing)
+        print(f"model {model}: {len(pairs)} pair(s); outputs in {folder}", flush=True)
+        os.environ[RUN_DIR_ENV] = str(folder)
+        try:
+            summary = run_dataset(pairs, load, explain, folder, replace(trainer, accelerator=accelerator),
+                                  multiple_choice=data.multiple_choice, progress=progress,
+                                  report=lambda record: tqdm.write(describe(record, folder)))
+        finally:
+            os.environ.pop(RUN_DIR_ENV, None)
     if summary is not None:
         print(summary_line(summary, folder), flush=True)
     return summary
+
+
+def torch_device(accelerator: str):
+    """The device type a dataset run's processes use, for the weights' dtype."""
+    import torch
+
+    if accelerator in ("gpu", "cuda") or (accelerator == "auto" and torch.cuda.is_available()):
+        return torch.device("cuda")
+    return torch.device("cpu")
+
+
+def run_identity(model: str, checkpoint: str, adapter: str | None, dtype, explain: ExplainConfig,
+                 data: DataConfig) -> dict[str, Any]:
+    """What makes a run's results what they are: recorded in ``run.json``, compared on resume.
+
+    The batch size, devices and progress bars change nothing in the results and are left out.
+    """
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        package = version("lvlm_heat")
+    except PackageNotFoundError:
+        package = "unknown"
+    local = Path(checkpoint)
+    settings = asdict(explain)
+    settings["optim"].pop("batch_size")
+    return {
+        "lvlm_heat": package,
+        "model": model if model in ("demo", "demo-qwen2-vl") or not local.exists() else str(local.resolve()),
+        "adapter": adapter,
+        "dtype": str(dtype).removeprefix("torch."),
+        "settings": settings,
+        "prompt": {"multiple_choice": data.multiple_choice,
+                   "explain_reference": getattr(data, "explain_reference", False)},
+    }
 
 
 def build_parser(function=run):
@@ -126,19 +182,34 @@ def parse(argv: list[str] | None = None, function=run) -> dict[str, Any]:
     return options
 
 
+PAIRS_FAILED = 3
+"""Exit status of ``train.py`` when the run finished but some pairs failed (their reasons are in the summary)."""
+DEBUG_ENV = "LVLM_HEAT_DEBUG"
+"""Set to 1 to see the full traceback of an error instead of its one-line message."""
+
+
 def main(argv: list[str] | None = None) -> dict[str, Any] | None:
-    """Parse ``argv`` (default ``sys.argv[1:]``) and run; user errors become one line and exit 1."""
+    """Parse ``argv`` (default ``sys.argv[1:]``) and run; return the summary (on rank 0).
+
+    A user error (bad flag or value, missing file, unknown or unloadable model, unusable output
+    folder) becomes one line on stderr and exit status 2 (arguments) or 1 (everything else); with
+    ``LVLM_HEAT_DEBUG=1`` the full traceback is shown instead.
+    """
     from argparse import ArgumentError
 
+    debug = os.environ.get(DEBUG_ENV, "") not in ("", "0")
     try:
         return run(**parse(argv))
-    except ArgumentError as err:
-        message = " ".join(str(err).split())
-        print(f"error: {message} (see python train.py --help)", file=sys.stderr)
-        raise SystemExit(2) from None
-    except LvlmHeatError as err:
-        print(f"error: {err}", file=sys.stderr)
-        raise SystemExit(1) from None
-    except ValueError as err:
-        print(f"error: {str(err).splitlines()[0]}", file=sys.stderr)
-        raise SystemExit(2) from None
+    except (ArgumentError, LvlmHeatError, ValueError) as err:
+        if debug:
+            raise
+        status = 1 if isinstance(err, LvlmHeatError) else 2
+        message = " ".join(str(err).split()) if isinstance(err, ArgumentError) else str(err).splitlines()[0]
+        hint = " (see python train.py --help)" if isinstance(err, ArgumentError) else ""
+        print(f"error: {message}{hint}", file=sys.stderr)
+        raise SystemExit(status) from None
+
+
+def exit_status(summary: dict[str, Any] | None) -> int:
+    """``train.py``'s exit status for a finished run: 0, or :data:`PAIRS_FAILED` when any pair failed."""
+    return PAIRS_FAILED if summary and summary.get("failed") else 0

@@ -3,9 +3,11 @@
 The dataset run is a LightningModule driven by ``Trainer.predict``: one ``predict_step``
 explains one pair (its own mask optimisation, with its own single-device trainer, see
 :mod:`lvlm_heat.one_pair`). Under a multi-process strategy (``--trainer.devices 8``,
-``torchrun``, SLURM) Lightning shards the pairs without repeats; each process loads the
+``torchrun``, SLURM) each process takes every ``world_size``-th pair from its rank, so the pairs
+are split without repeats; each process loads the
 model once, in :meth:`DatasetRun.setup`, and masks are never averaged across processes
-(each process optimises different pairs). The deletion / insertion AUC and plausibility
+(each process optimises different pairs; a process left without pairs just waits for the
+others). The deletion / insertion AUC and plausibility
 metrics are torchmetrics states that sync across processes at the end; the summary rows
 are gathered from every process onto rank 0.
 
@@ -32,7 +34,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from lvlm_heat.config import ExplainConfig, TrainerConfig
-from lvlm_heat.data import Pair, load_image, question_for
+from lvlm_heat.data import Pair, open_image, question_for
 from lvlm_heat.errors import LvlmHeatError
 from lvlm_heat.metrics.auc import DeletionAUC, InsertionAUC
 from lvlm_heat.metrics.plausibility import BoxSaliencyMass, PointingGame
@@ -103,6 +105,7 @@ class DatasetRun(LightningModule):
         self.pairs, self.load, self.config, self.run_dir = pairs, load, config, Path(run_dir)
         self.multiple_choice = multiple_choice
         self.adapter = None
+        self.allow_zero_length_dataloader_with_multiple_devices = True  # more processes than pairs
         self.metrics, self.running = DatasetMetrics(sync=True), DatasetMetrics(sync=False)
         self.rows: dict[int, dict[str, Any]] = {}
         self.summary: dict[str, Any] | None = None
@@ -117,11 +120,13 @@ class DatasetRun(LightningModule):
         self.run_dir.mkdir(parents=True, exist_ok=True)
 
     def predict_dataloader(self) -> DataLoader:
-        return DataLoader(range(len(self.pairs)), batch_size=None)
+        """This process's share of the pairs: every ``world_size``-th from its rank (none when there are
+        fewer pairs than processes; Lightning's own sampler refuses an empty share)."""
+        return DataLoader(range(self.trainer.global_rank, len(self.pairs), self.trainer.world_size), batch_size=None)
 
     def predict_step(self, index: int, batch_idx: int) -> dict[str, Any]:
         pair = self.pairs[int(index)]
-        folder = self.run_dir / pair.id
+        folder = self.run_dir / pair.folder
         record, saliency = read_finished(folder), None
         if record is None:
             with torch.enable_grad():  # predict runs without gradients; the mask needs them
@@ -144,22 +149,27 @@ class DatasetRun(LightningModule):
         """The pair's record (written to its folder) and saliency map, or a failure record."""
         start = time.perf_counter()
         try:
-            image = load_image(pair.image)
+            if pair.error:
+                raise LvlmHeatError(pair.error)
+            image, notes = open_image(pair.image)
             result = explain_pair(
                 self.adapter, image, question_for(pair, self.multiple_choice), answer=pair.answer, config=self.config,
-                pair_id=pair.id, log_dir=self.run_dir, bbox=pair.bbox, progress=self.progress,
-                image_path=None if isinstance(pair.image, bytes) else str(pair.image),
+                pair_id=pair.id, folder=pair.folder, log_dir=self.run_dir, bbox=pair.bbox, progress=self.progress,
+                image_path=None if isinstance(pair.image, bytes) else str(pair.image), image_notes=notes,
+                reference=pair.reference, options=pair.options,
             )
-            return write_pair_outputs(self.run_dir / pair.id, image, result), result.saliency
+            return write_pair_outputs(self.run_dir / pair.folder, image, result), result.saliency
         except (LvlmHeatError, OSError, ValueError, RuntimeError, FloatingPointError) as err:
             reason = f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"
             log.warning("%s failed: %s", pair.id, reason)
-            record = {"id": pair.id, "status": FAILED, "question": pair.question, "reason": reason,
-                      "seconds": time.perf_counter() - start}
-            write_json_atomic(self.run_dir / pair.id / "result.json", record)
+            record = {"id": pair.id, "folder": pair.folder, "status": FAILED, "question": pair.question,
+                      "reference": pair.reference, "reason": reason, "seconds": time.perf_counter() - start}
+            write_json_atomic(self.run_dir / pair.folder / "result.json", record)
             return record, None
 
-    def on_predict_epoch_end(self) -> None:
+    def finish(self) -> None:
+        """Collect every process's rows and metrics; rank 0 writes the summary. Called by every process
+        after ``predict`` (not from a hook, which a process without pairs never reaches)."""
         means = self.metrics.compute()  # synced across processes
         rows = self.rows
         if self.trainer.world_size > 1 and torch.distributed.is_available() and torch.distributed.is_initialized():
@@ -168,7 +178,8 @@ class DatasetRun(LightningModule):
             rows = {index: row for part in gathered for index, row in part.items()}
         if self.trainer.global_rank == 0:
             missing = {"status": FAILED, "reason": "no result (process stopped?)"}
-            ordered = [rows.get(k) or summary_row({"id": pair.id, **missing}) for k, pair in enumerate(self.pairs)]
+            ordered = [rows.get(k) or summary_row({"id": pair.id, "folder": pair.folder, **missing})
+                       for k, pair in enumerate(self.pairs)]
             self.summary = write_summary(self.run_dir, ordered, means, self.adapter.name if self.adapter else "")
 
 
@@ -185,7 +196,8 @@ def run_dataset(pairs: list[Pair], load: dict[str, Any], config: ExplainConfig, 
         num_nodes=trainer.num_nodes,
         logger=TensorBoardLogger(str(run_dir.parent), name=run_dir.name, version="", default_hp_metric=False),
         callbacks=[DatasetProgress()] if progress else [], enable_progress_bar=False, enable_model_summary=False,
-        enable_checkpointing=False, inference_mode=False,
+        enable_checkpointing=False, inference_mode=False, use_distributed_sampler=False,
     )
     runner.predict(module, return_predictions=False)
+    module.finish()
     return module.summary

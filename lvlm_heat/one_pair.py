@@ -24,6 +24,8 @@ from torch.utils.data import DataLoader
 from lvlm_heat.adapters.base import Adapter
 from lvlm_heat.baseline import make_baseline
 from lvlm_heat.config import ExplainConfig
+from lvlm_heat.data.answers import answer_matches
+from lvlm_heat.data.ids import safe_name
 from lvlm_heat.data.pairs import Box
 from lvlm_heat.errors import LvlmHeatError
 from lvlm_heat.explainer import MaskExplainer
@@ -43,9 +45,13 @@ def explain_pair(
     answer: str | None = None,
     config: ExplainConfig | None = None,
     pair_id: str = "pair",
+    folder: str | None = None,
     log_dir: Path | None = None,
     image_path: str | None = None,
+    image_notes: list[str] | None = None,
     bbox: Box | None = None,
+    reference: str | None = None,
+    options: tuple[str, ...] = (),
     progress: bool = False,
     trainer_overrides: dict[str, Any] | None = None,
 ) -> Explanation:
@@ -57,10 +63,14 @@ def explain_pair(
         question: The question.
         answer: Explain this answer instead of the model's greedy one.
         config: Settings; defaults from METHOD.md.
-        pair_id: The pair's name (its folder and TensorBoard run).
-        log_dir: TensorBoard events go to ``log_dir/<pair_id>/``; none are written when ``None``.
+        pair_id: The pair's name, as the user gave it.
+        folder: Its output folder name (default: the file-name-safe form of ``pair_id``).
+        log_dir: TensorBoard events go to ``log_dir/<folder>/``; none are written when ``None``.
         image_path: Recorded in the result.
+        image_notes: What opening the image file changed (recorded).
         bbox: ``(left, top, right, bottom)`` of the evidence, for the plausibility scores.
+        reference: A reference answer, compared with the explained answer (recorded).
+        options: The question's answer options, for comparing an option letter with ``reference``.
         progress: Show a bar over the iterations.
         trainer_overrides: Extra ``lightning.Trainer`` arguments.
     """
@@ -80,8 +90,11 @@ def explain_pair(
     answer_text = "".join(t for t, s in zip(texts, special) if not s).strip()
     settings = {"baseline": config.baseline, "max_new_tokens": config.max_new_tokens, "min_gap": config.min_gap,
                 "optim": asdict(config.optim), "select": asdict(config.select)}
+    folder = folder or safe_name(pair_id)
     result = Explanation(pair_id, question, answer_text, NOT_GROUNDED, [], model=adapter.name, settings=settings,
-                         image_path=image_path, bbox=bbox)
+                         image_path=image_path, bbox=bbox, folder=folder, reference=reference,
+                         answer_match=answer_matches(answer_text, reference, options) if reference else None,
+                         image_notes=list(image_notes or []))
     if answer_ids.numel() == 0:
         result.seconds = time.perf_counter() - start
         return result
@@ -103,7 +116,7 @@ def explain_pair(
         result.unstable = result.p_image - result.p_baseline < config.min_gap
         module = MaskExplainer(adapter, prepared, selected, config.optim, result.p_image, result.p_baseline)
         with _as_rank_zero():
-            trainer = _trainer(adapter, log_dir, pair_id, image, progress, **(trainer_overrides or {}))
+            trainer = _trainer(adapter, log_dir, folder, image, progress, **(trainer_overrides or {}))
             trainer.fit(module, train_dataloaders=DataLoader(range(config.optim.iterations), batch_size=None))
             clock.lap("optimise")
             trainer.test(module, dataloaders=DataLoader([0], batch_size=None), verbose=False)
@@ -116,7 +129,7 @@ def explain_pair(
     return result
 
 
-def _trainer(adapter: Adapter, log_dir: Path | None, pair_id: str, image: Image.Image, progress: bool = False,
+def _trainer(adapter: Adapter, log_dir: Path | None, folder: str, image: Image.Image, progress: bool = False,
              **overrides) -> Trainer:
     """The single-device trainer of one pair's mask, on the adapter's device, in full precision
     (the mask and the loss; the model runs in its own dtype)."""
@@ -124,7 +137,7 @@ def _trainer(adapter: Adapter, log_dir: Path | None, pair_id: str, image: Image.
     device = adapter.device
     logger: Any = False
     if log_dir is not None:
-        logger = TensorBoardLogger(save_dir=str(log_dir), name=pair_id, version="", default_hp_metric=False)
+        logger = TensorBoardLogger(save_dir=str(log_dir), name=folder, version="", default_hp_metric=False)
     settings = dict(
         accelerator="gpu" if device.type == "cuda" else "cpu",
         devices=[device.index or 0] if device.type == "cuda" else 1,

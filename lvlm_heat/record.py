@@ -50,6 +50,12 @@ class Explanation:
         history: Per iteration, every loss term (as logged to TensorBoard).
         timings: Wall seconds of each phase: ``answer``, ``prepare`` (processor, baseline and
             LLR passes), ``optimise`` (all iterations), ``curves``.
+        folder: The pair's output folder name (file-name safe, unique in its run).
+        reference: The dataset's reference answer, if it has one.
+        answer_match: How the model's answer matches ``reference``: ``exact``, ``option``,
+            ``normalised``, or ``None`` (no match, or no reference).
+        image_notes: What was done to the image file to show it as viewers do (EXIF rotation,
+            16-bit scaling, transparency), empty when nothing.
     """
 
     pair_id: str
@@ -70,6 +76,10 @@ class Explanation:
     settings: dict[str, Any] = field(default_factory=dict)
     image_path: str | None = None
     bbox: Box | None = None
+    folder: str = ""
+    reference: str | None = None
+    answer_match: str | None = None
+    image_notes: list[str] = field(default_factory=list)
 
     @property
     def pointing_hit(self) -> bool | None:
@@ -107,10 +117,14 @@ class Explanation:
 
         return {
             "id": self.pair_id,
+            "folder": self.folder,
             "status": self.status,
             "image": self.image_path,
+            "image_notes": self.image_notes,
             "question": self.question,
             "answer": self.answer,
+            "reference": self.reference,
+            "answer_match": self.answer_match,
             "tokens": [
                 {"index": t.index, "text": t.text, "llr": t.llr, "log_prob_image": t.log_prob_image,
                  "log_prob_baseline": t.log_prob_baseline, "special": t.special, "selected": t.selected}

@@ -16,7 +16,7 @@ from lvlm_heat.cli import main
 
 ROOT = Path(__file__).parents[1]
 FAST = ["--progress", "false", "--optim.iterations", "2", "--optim.ig_iter", "3", "--optim.curve_steps", "6",
-        "--optim.mask_size", "8", "--select.rule", "all", "--min_gap=-1"]
+        "--optim.mask_size", "8", "--select.rule", "all", "--min_gap=-1", "--data.explain_reference", "true"]
 
 
 def _dataset(folder: Path, count: int, extra: list[dict] = ()) -> Path:
@@ -45,17 +45,30 @@ def test_bad_pairs_are_recorded_and_the_run_goes_on(tiny_llava, tmp_path):
     (tmp_path / "data" / "broken.png").write_bytes(b"not a png")
     extra = [{"image": "gone.png", "question": "What?", "id": "missing"},
              {"image": "broken.png", "question": "What?", "id": "corrupt"},
-             {"image": "img0.png", "question": "   ", "id": "empty"}]
+             {"image": "img0.png", "question": "   ", "id": "empty"},
+             {"image": "img0.png", "question": "What?", "id": "short_box", "bbox": [1, 2, 3]},
+             {"image": "img1.png", "question": "What color is it?", "id": "../../escaped"},
+             {"image": "img1.png", "question": "What color is it?", "id": "/abs/path"}]
     data = _dataset(tmp_path / "data", 2, extra)
-    summary = main(["--model", tiny_llava, "--data.path", str(data), "--output_dir", str(tmp_path / "out"), *FAST])
-    assert (summary["explained"], summary["failed"]) == (2, 3)
-    assert "image not found" in summary["failures"]["missing"]
-    assert "cannot read image" in summary["failures"]["corrupt"]
-    assert "question is empty" in summary["failures"]["empty"]
+    with open(data, "a") as handle:
+        handle.write('{"image": "img0.png" "question": "no comma"}\n')  # line 9
+    out = tmp_path / "out"
+    summary = main(["--model", tiny_llava, "--data.path", str(data), "--output_dir", str(out), *FAST])
+    assert (summary["explained"], summary["failed"]) == (4, 5)
+    failures = summary["failures"]
+    assert "image not found" in failures["missing"]
+    assert "cannot read image" in failures["corrupt"]
+    assert "line 5: empty 'question' field" in failures["empty"]
+    assert failures["short_box"].endswith("line 6: a bbox is 4 numbers [left, top, right, bottom], got [1, 2, 3]")
+    assert "line 9: not valid JSON" in failures["line_9"]
     assert summary["means"]["pointing_game"] is not None and 0 <= summary["means"]["box_mass"] <= 1
-    written = json.loads((tmp_path / "out" / "summary.json").read_text())
-    assert written["failed"] == 3 and len(written["rows"]) == 5
-    assert (tmp_path / "out" / "summary.csv").read_text().count("\n") == 6
+    written = json.loads((out / "summary.json").read_text())
+    assert written["failed"] == 5 and len(written["rows"]) == 9
+    assert (out / "summary.csv").read_text().count("\n") == 10
+    folders = {row["id"]: row["folder"] for row in written["rows"]}
+    assert "/" not in folders["../../escaped"] and "/" not in folders["/abs/path"]
+    written_paths = [p.resolve() for p in tmp_path.rglob("result.json")]
+    assert all(out.resolve() in p.parents for p in written_paths) and len(written_paths) == 9  # nothing escaped
 
 
 def _means(path: Path) -> dict:

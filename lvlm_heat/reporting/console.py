@@ -42,7 +42,7 @@ def describe(record: dict[str, Any], folder: Path | None) -> str:
     else:
         lines.append("  not visually grounded: no answer token passes the LLR threshold; no heatmap")
     if folder is not None:
-        lines.append(f"  -> {folder / record['id']}")
+        lines.append(f"  -> {folder / record.get('folder', record['id'])}")
     return "\n".join(lines)
 
 

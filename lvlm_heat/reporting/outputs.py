@@ -1,15 +1,13 @@
-"""Where a run's files go, and how they are written.
+"""A pair's files, and strict JSON written atomically.
 
-A run folder is ``--output_dir`` or the next free ``lightning_logs/version_N``; every process of
-a multi-process run must agree on it, so rank 0's choice travels to the processes Lightning
-launches in an environment variable. Inside it, each pair has a folder with ``saliency.npy``,
-``overlay.png``, ``curves.png`` and, written last and atomically, ``result.json``: a folder with a
-complete ``result.json`` is a finished pair.
+Each pair has a folder with ``saliency.npy``, ``overlay.png``, ``curves.png`` and, written last and
+atomically, ``result.json``: a folder with a complete ``result.json`` is a finished pair.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
 import tempfile
 from pathlib import Path
@@ -18,41 +16,39 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from lvlm_heat.errors import LvlmHeatError
 from lvlm_heat.record import EXPLAINED, NOT_GROUNDED, Explanation
 
-RUN_DIR_ENV = "LVLM_HEAT_RUN_DIR"
 
-
-def next_run_dir(root: Path) -> Path:
-    """``root/version_N`` with the first free ``N``, as Lightning names its runs."""
-    root.mkdir(parents=True, exist_ok=True)
-    taken = {int(p.name.split("_")[1]) for p in root.glob("version_*") if p.name.split("_")[1].isdigit()}
-    number = 0
-    while number in taken:
-        number += 1
-    return root / f"version_{number}"
-
-
-def run_dir(output_dir: Path | None, logs_root: Path) -> Path:
-    """The run folder, the same in every process of a multi-process run."""
-    if output_dir is not None:
-        return Path(output_dir)
-    if RUN_DIR_ENV in os.environ:  # a process launched by rank 0 (Lightning's launcher copies the environment)
-        return Path(os.environ[RUN_DIR_ENV])
-    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
-        raise LvlmHeatError("a multi-process launch (torchrun, SLURM) needs --output_dir: every process must write there")
-    return next_run_dir(Path(logs_root))
+def strict_json(value: Any) -> Any:
+    """``value`` with every NaN or infinite float replaced by ``None``: JSON that strict parsers accept."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {key: strict_json(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [strict_json(item) for item in value]
+    return value
 
 
 def write_json_atomic(path: Path, data: Any) -> None:
-    """Write JSON so that ``path`` is either absent or complete, never half-written."""
+    """Write strict JSON so that ``path`` is either absent or complete, never half-written.
+
+    The file gets the permissions of any file the user creates (``0666`` less the umask), not the
+    ``0600`` of a temporary file.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.NamedTemporaryFile("w", dir=path.parent, suffix=".tmp", delete=False) as handle:
-        json.dump(data, handle, indent=2)
+        json.dump(strict_json(data), handle, indent=2, allow_nan=False)
         handle.flush()
         os.fsync(handle.fileno())
+    os.chmod(handle.name, 0o666 & ~_umask())
     os.replace(handle.name, path)
+
+
+def _umask() -> int:
+    mask = os.umask(0)  # the only way to read it is to set it
+    os.umask(mask)
+    return mask
 
 
 def write_pair_outputs(folder: Path, image: Image.Image, explanation: Explanation) -> dict[str, Any]:

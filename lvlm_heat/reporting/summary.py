@@ -1,6 +1,7 @@
 """The summary of a dataset run: ``summary.json`` and ``summary.csv``.
 
-One row per pair (from its record, in dataset order), the counts of pairs explained, not
+One row per pair (from its record, in dataset order; ``id`` is the dataset's id, ``folder`` the
+pair's folder in the run), the counts of pairs explained, not
 visually grounded and failed (with reasons), and the dataset means computed by the
 run's metrics.
 """
@@ -15,8 +16,8 @@ from typing import Any
 from lvlm_heat.record import EXPLAINED, FAILED, NOT_GROUNDED
 from lvlm_heat.reporting.outputs import write_json_atomic
 
-SUMMARY_FIELDS = ("id", "status", "answer", "selected_tokens", "deletion_auc", "insertion_auc",
-                  "unstable_normalization", "pointing_hit", "box_mass", "seconds", "reason")
+SUMMARY_FIELDS = ("id", "folder", "status", "answer", "reference", "answer_match", "selected_tokens", "deletion_auc",
+                  "insertion_auc", "unstable_normalization", "pointing_hit", "box_mass", "seconds", "reason")
 
 
 def summary_row(record: dict[str, Any]) -> dict[str, Any]:
@@ -42,7 +43,7 @@ def write_summary(run_dir: Path, rows: list[dict[str, Any]], means: dict[str, fl
         "failed": counts[FAILED],
         "unstable_normalization": sum(bool(r["unstable_normalization"]) for r in rows),
         "means": {k: (None if math.isnan(v) else v) for k, v in means.items()},
-        "failures": {r["id"]: r["reason"] for r in rows if r["status"] == FAILED},
+        "failures": {r["folder"]: r["reason"] for r in rows if r["status"] == FAILED},  # folders are unique
         "rows": rows,
     }
     write_json_atomic(run_dir / "summary.json", summary)
