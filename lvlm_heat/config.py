@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-BaselineKind = Literal["blur", "black", "noise"]
+BaselineKind = Literal["blur", "blur_table", "black", "noise"]
 Precision = Literal["auto", "fp32", "bf16", "fp16"]
 Rule = Literal["llr", "all", "words"]
 Format = Literal["auto", "jsonl", "json", "csv", "cvbench", "mmvp", "mmstar", "llava_bench"]
@@ -94,7 +94,8 @@ class ExplainConfig:
     """Everything that shapes one explanation, besides the model."""
 
     baseline: BaselineKind = "blur"
-    """Reference image B: ``blur`` (default), ``black`` or ``noise``."""
+    """Reference image B: ``blur`` (default; kernel ``max(101, 0.3 x long side)`` px), ``blur_table`` (the
+    paper's kernel table by width, METHOD.md section 1), ``black`` or ``noise``."""
     max_new_tokens: int = 32
     """Length limit of the generated answer."""
     min_gap: float = 0.05
