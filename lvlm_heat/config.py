@@ -101,6 +101,10 @@ class ExplainConfig:
     min_gap: float = 0.05
     """Flag pairs whose ``p(I) - p(B)`` is below this: their normalised curves are unstable, and
     flagged pairs are left out of the mean AUCs."""
+    curve_margin: float = 0.1
+    """Flag pairs whose normalised deletion or insertion curve leaves ``[0, 1]`` by more than this: the
+    mask found a perturbation that changes the answer more than removing the evidence does, so the
+    AUCs do not mean what they usually mean."""
     optim: OptimConfig = field(default_factory=OptimConfig)
     """Mask optimisation settings."""
     select: SelectionConfig = field(default_factory=SelectionConfig)

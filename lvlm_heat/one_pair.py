@@ -124,6 +124,7 @@ def explain_pair(
         mask = module.mask.detach().float()
         result.saliency = (1 - upsample_to_image(mask, prepared.image_size))[0, 0].cpu().numpy().astype(np.float32)
         result.deletion, result.insertion, result.history = module.deletion, module.insertion, module.history
+        result.out_of_range = any(c.leaves_unit_range(config.curve_margin) for c in (result.deletion, result.insertion))
     result.seconds = time.perf_counter() - start
     result.timings = clock.laps
     return result

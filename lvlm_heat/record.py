@@ -47,6 +47,8 @@ class Explanation:
         tokens: Every answer token with its log-probabilities, LLR and selection.
         deletion, insertion: The curves of the final mask (``None`` when not explained).
         p_image, p_baseline: Mean probability of the selected tokens on I and on B.
+        unstable: ``p_image - p_baseline`` is below ``min_gap``: the normalisation is unstable.
+        out_of_range: A normalised curve leaves ``[0, 1]`` by more than ``curve_margin``.
         history: Per iteration, every loss term (as logged to TensorBoard).
         timings: Wall seconds of each phase: ``answer``, ``prepare`` (processor, baseline and
             LLR passes), ``optimise`` (all iterations), ``curves``.
@@ -69,6 +71,7 @@ class Explanation:
     p_image: float = math.nan
     p_baseline: float = math.nan
     unstable: bool = False
+    out_of_range: bool = False
     seconds: float = 0.0
     timings: dict[str, float] = field(default_factory=dict)
     history: list[dict[str, float]] = field(default_factory=list)
@@ -136,6 +139,7 @@ class Explanation:
             "p_image": self.p_image,
             "p_baseline": self.p_baseline,
             "unstable_normalization": self.unstable,
+            "curve_out_of_range": self.out_of_range,
             "bbox": list(self.bbox) if self.bbox else None,
             "pointing_hit": self.pointing_hit,
             "box_mass": self.box_mass,

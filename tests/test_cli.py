@@ -40,6 +40,9 @@ def test_train_py_writes_every_output(tiny_llava, image_file, tmp_path, capsys):
     assert record["deletion_auc"] == pytest.approx(summary["means"]["deletion_auc"])
     assert record["settings"]["optim"]["iterations"] == 2 and record["model"] == tiny_llava
     assert record["seconds"] > 0 and len(record["history"]) == 2
+    assert isinstance(record["curve_out_of_range"], bool) and summary["curve_out_of_range"] in (0, 1)
+    spread = summary["distributions"]["deletion_auc"]
+    assert spread["count"] == 1 and spread["median"] == pytest.approx(record["deletion_auc"])
 
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 

@@ -40,6 +40,18 @@ class Curve:
     def auc(self) -> float:
         return float(trapezoid_auc(self.fractions, self.normalized))
 
+    def leaves_unit_range(self, margin: float) -> bool:
+        """Whether a normalised point lies below ``-margin`` or above ``1 + margin``.
+
+        Example:
+            >>> x = torch.tensor([0.0, 0.5, 1.0])
+            >>> Curve(x, x, torch.tensor([1.0, -0.3, 0.0])).leaves_unit_range(0.1)
+            True
+            >>> Curve(x, x, torch.tensor([1.0, 1.05, 0.0])).leaves_unit_range(0.1)
+            False
+        """
+        return bool((self.normalized < -margin).any() or (self.normalized > 1 + margin).any())
+
 
 def removal_masks(mask: Tensor, steps: int = 50) -> tuple[Tensor, Tensor]:
     """The keep-masks of a perturbation curve.

@@ -35,6 +35,8 @@ def describe(record: dict[str, Any], folder: Path | None) -> str:
     lines += [f"  answer: {record['answer']}", f"  tokens (LLR, [selected]): {tokens}"]
     if record["status"] == "explained":
         flag = "  (unstable: p(I) - p(B) below min_gap)" if record["unstable_normalization"] else ""
+        if record.get("curve_out_of_range"):
+            flag += "  (a normalised curve leaves [0, 1]: read the AUCs with care)"
         lines.append(
             f"  deletion AUC {record['deletion_auc']:.3f}  insertion AUC {record['insertion_auc']:.3f}  "
             f"p(I) {record['p_image']:.3f}  p(B) {record['p_baseline']:.3f}  {record['seconds']:.1f}s{flag}"
