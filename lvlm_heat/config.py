@@ -34,6 +34,10 @@ class OptimConfig:
     """Points ``n`` of the integrated-gradient path per iteration."""
     mask_size: int = 32
     """Mask cells on the long side of the original image."""
+    masks: int = 1
+    """1: one mask in both games (METHOD.md section 5); 2: the iGOS++ variant, a deletion mask ``D`` and an
+    insertion mask ``N``, loss ``L_del(D) + L_del(D N) - L_ins(N) - L_ins(D N)``, saliency from ``D N``
+    (twice the composites per iteration)."""
     l1: float = 1.0
     """Weight of the sparsity term ``mean(|1 - M|)``."""
     l2: float = 0.1
@@ -67,6 +71,8 @@ class OptimConfig:
         for name in ("iterations", "ig_iter", "mask_size", "batch_size"):
             if getattr(self, name) < 1:
                 raise ValueError(f"optim.{name} must be at least 1, got {getattr(self, name)}")
+        if self.masks not in (1, 2):
+            raise ValueError(f"optim.masks is 1 or 2, got {self.masks}")
         if self.curve_steps < 2:  # one step goes straight from the image to the baseline: no curve to rank by
             raise ValueError(f"optim.curve_steps must be at least 2, got {self.curve_steps}")
         for name in ("l1", "l2", "l3", "gamma", "momentum", "noise"):

@@ -59,7 +59,8 @@ class MaskExplainer(LightningModule):
         self.adapter, self.prepared, self.config = adapter, prepared, config
         self.selected = selected.to(prepared.answer_ids.device)
         self.p_image, self.p_baseline = p_image, p_baseline
-        self.mask = nn.Parameter(torch.ones(1, 1, *mask_grid_shape(prepared.image_size, config.mask_size)))
+        # one mask, or the iGOS++ pair (deletion mask, insertion mask): (masks, 1, h, w), 1 = keep
+        self.mask = nn.Parameter(torch.ones(config.masks, 1, *mask_grid_shape(prepared.image_size, config.mask_size)))
         self.automatic_optimization = False
         self.batch_size = config.batch_size
         self.score_scale: float | None = None
@@ -73,6 +74,23 @@ class MaskExplainer(LightningModule):
             )
         guide, self.guide_window = prepared.guide
         self.edges = edge_weights(guide.float(), config.tv_sigma)
+
+    def final_mask(self) -> Tensor:
+        """``(1, 1, h, w)``: the mask the saliency and the curves are drawn from (the product of the
+        deletion and insertion masks in the two-mask variant)."""
+        return self.mask.prod(0, keepdim=True)
+
+    def score_terms(self) -> list[tuple[Tensor, bool]]:
+        """The ``(1, 1, h, w)`` masks the integrated scores are taken along, each with its insertion flag.
+
+        One mask ``M``: ``L_del(M) - L_ins(M)``. Two masks (iGOS++): the deletion mask ``D`` and the
+        insertion mask ``N`` each in its own game and their product in both,
+        ``L_del(D) + L_del(D N) - L_ins(N) - L_ins(D N)``.
+        """
+        if self.config.masks == 1:
+            return [(self.mask, False), (self.mask, True)]
+        product = self.final_mask()
+        return [(self.mask[:1], False), (product, False), (self.mask[1:], True), (product, True)]
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         return IGOSNesterov([self.mask], step_size=self.config.step_size, lr=self.config.lr, momentum=self.config.momentum)
@@ -129,13 +147,15 @@ class MaskExplainer(LightningModule):
         optimizer.zero_grad()
         n = config.ig_iter
         path = torch.arange(1, n + 1, device=mask.device, dtype=mask.dtype) / n
-        # 2n composites, deletion (job j < n, path point j) then insertion (path point j - n).
-        insertion = torch.arange(2 * n, device=mask.device) >= n
-        scores = torch.zeros(2 * n)
+        # n composites per score term, term after term: job j is path point j % n of term j // n
+        insertion = torch.tensor([flag for _, flag in self.score_terms() for _ in range(n)], device=mask.device)
+        scores = torch.zeros(len(insertion))
 
         def run(first: int, last: int) -> None:
+            games = self.score_terms()  # built anew for each chunk: each backward frees its graph
             jobs = torch.arange(first, last, device=mask.device)
-            weights = self.adapter.project_mask(path[jobs % n].view(-1, 1, 1, 1) * mask, self.prepared)
+            masks = torch.cat([games[j // n][0] for j in range(first, last)])  # (chunk, 1, h, w)
+            weights = self.adapter.project_mask(path[jobs % n].view(-1, 1, 1, 1) * masks, self.prepared)
             deleted = blend(self.prepared, weights, insertion=False)
             inserted = blend(self.prepared, weights, insertion=True)
             flags = insertion[jobs]
@@ -148,8 +168,9 @@ class MaskExplainer(LightningModule):
             self.manual_backward((sign * chunk_scores).sum() / n)
             scores[first:last] = chunk_scores.detach().float().cpu()
 
-        self._in_chunks(2 * n, run)
-        totals = {False: scores[:n].mean().item(), True: scores[n:].mean().item()}
+        self._in_chunks(len(insertion), run)
+        flags = insertion.cpu()
+        totals = {False: scores[~flags].sum().item() / n, True: scores[flags].sum().item() / n}
         if config.relative_weights:  # units of the largest score gradient seen (the first, unless saturated)
             self.score_scale = max(self.score_scale or 0.0, mask.grad.abs().max().item()) or 1.0
         else:
@@ -157,7 +178,7 @@ class MaskExplainer(LightningModule):
         mask.grad.div_(self.score_scale)
 
         upsampled = sample_mask(mask, self.guide_window, self.prepared.image_size)
-        terms = {
+        terms = {  # on every mask of the variant
             "l1": l1_term(mask),
             "tv": bilateral_tv(mask, upsampled, self.edges),
             "l2": l2_term(mask),
@@ -197,7 +218,7 @@ class MaskExplainer(LightningModule):
         return out
 
     def test_step(self, batch: Tensor, batch_idx: int) -> None:
-        mask = self.mask.detach()
+        mask = self.final_mask().detach()
         steps = self.config.curve_steps
         self.deletion = perturbation_curve(self.curve_scores, mask, self.p_image, self.p_baseline, False, steps)
         self.insertion = perturbation_curve(self.curve_scores, mask, self.p_image, self.p_baseline, True, steps)

@@ -121,7 +121,7 @@ def explain_pair(
             clock.lap("optimise")
             trainer.test(module, dataloaders=DataLoader([0], batch_size=None), verbose=False)
             clock.lap("curves")
-        mask = module.mask.detach().float()
+        mask = module.final_mask().detach().float()
         result.saliency = (1 - upsample_to_image(mask, prepared.image_size))[0, 0].cpu().numpy().astype(np.float32)
         result.deletion, result.insertion, result.history = module.deletion, module.insertion, module.history
         result.out_of_range = any(c.leaves_unit_range(config.curve_margin) for c in (result.deletion, result.insertion))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 from toy import RedBoxAdapter, red_box_scene
 
@@ -27,11 +28,12 @@ def test_gradient_reaches_the_mask_through_the_model(tiny_adapter, image):
     assert [name for name, _ in module.named_parameters()] == ["mask"]
 
 
-def test_heatmap_lands_on_the_only_evidence():
+@pytest.mark.parametrize("masks", [1, 2], ids=["one mask", "iGOS++ two masks"])
+def test_heatmap_lands_on_the_only_evidence(masks):
     box = (36, 8, 56, 28)
     adapter = RedBoxAdapter(box)
     result = explain_pair(adapter, red_box_scene(box=box), "What color is it?",
-                          config=ExplainConfig(optim=OptimConfig(mask_size=16, iterations=5)))
+                          config=ExplainConfig(optim=OptimConfig(mask_size=16, iterations=5, masks=masks)))
     assert result.status == "explained"
     assert result.saliency.shape == (64, 64)
     row, col = np.unravel_index(result.saliency.argmax(), result.saliency.shape)

@@ -36,14 +36,14 @@ class SaliencyImageLogger(Callback):
     def on_train_batch_end(self, trainer: Trainer, pl_module: LightningModule, outputs, batch, batch_idx: int) -> None:
         writer = tensorboard_writer(trainer)
         if writer is not None:
-            writer.add_image("mask/saliency", (1 - pl_module.mask.detach()[0]).cpu(), trainer.global_step)
+            writer.add_image("mask/saliency", (1 - pl_module.final_mask().detach()[0]).cpu(), trainer.global_step)
 
     def on_test_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         writer = tensorboard_writer(trainer)
         if writer is None or pl_module.deletion is None:
             return
         step = trainer.global_step
-        saliency = 1 - upsample_to_image(pl_module.mask.detach().float(), (self.image.height, self.image.width))
+        saliency = 1 - upsample_to_image(pl_module.final_mask().detach().float(), (self.image.height, self.image.width))
         overlay = heatmap_overlay(self.image, saliency[0, 0].cpu().numpy())
         writer.add_image("saliency/overlay", np.ascontiguousarray(overlay), step, dataformats="HWC")
         writer.add_figure("auc/curves", curves_figure(pl_module.deletion, pl_module.insertion), step)
