@@ -20,7 +20,7 @@ from typing import Literal
 
 BaselineKind = Literal["blur", "blur_table", "black", "noise"]
 Precision = Literal["auto", "fp32", "bf16", "fp16"]
-Rule = Literal["llr", "all", "words"]
+Rule = Literal["evidence", "llr", "all", "words"]
 Format = Literal["auto", "jsonl", "json", "csv", "cvbench", "mmvp", "mmstar", "llava_bench"]
 
 
@@ -86,11 +86,16 @@ class OptimConfig:
 class SelectionConfig:
     """How the answer tokens to explain are chosen (METHOD.md section 2)."""
 
-    rule: Rule = "llr"
-    """``llr``: tokens whose log-likelihood ratio against the baseline exceeds ``alpha``;
-    ``all``: every non-special answer token; ``words``: the tokens of ``words``."""
+    rule: Rule = "evidence"
+    """``evidence``: content tokens whose log-probability drops by more than ``alpha`` when the whole
+    image is replaced by the baseline (the LLR) or when one region is (a coarse sweep of
+    ``windows x windows`` regions); ``llr``: the paper's rule, the LLR alone; ``all``: every
+    non-special answer token; ``words``: the tokens of ``words``."""
     alpha: float = 1.0
-    """LLR threshold (natural log) of the ``llr`` rule."""
+    """Threshold (natural log) of the ``evidence`` and ``llr`` rules."""
+    windows: int = 3
+    """The ``evidence`` rule's sweep: ``windows x windows`` overlapping regions, each half the image's
+    side, replaced by the baseline one at a time (``windows ** 2`` forward passes)."""
     words: list[str] = field(default_factory=list)
     """Words of the answer to explain, for the ``words`` rule (e.g. ``[red]``)."""
 

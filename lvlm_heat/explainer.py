@@ -34,6 +34,29 @@ from lvlm_heat.optim import IGOSNesterov
 log = logging.getLogger(__name__)
 
 
+def in_chunks(count: int, batch_size: int, run: Callable[[int, int], None]) -> int:
+    """Call ``run(first, last)`` over ``[0, count)`` in chunks of ``batch_size``; return the batch size used.
+
+    On a CUDA out-of-memory error the chunk size is halved (and stays halved), with a warning, and the
+    failed chunk is retried.
+    """
+    first = 0
+    while first < count:
+        last = min(first + batch_size, count)
+        try:
+            run(first, last)
+        except torch.OutOfMemoryError:
+            if batch_size == 1:
+                raise
+            batch_size = max(1, batch_size // 2)
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
+            log.warning("out of memory: retrying with batch_size %d", batch_size)
+            continue
+        first = last
+    return batch_size
+
+
 class MaskExplainer(LightningModule):
     """Optimises the perturbation mask of one image-question-answer triple.
 
@@ -120,25 +143,8 @@ class MaskExplainer(LightningModule):
         return out
 
     def _in_chunks(self, count: int, run: Callable[[int, int], None]) -> None:
-        """Call ``run(first, last)`` over ``[0, count)`` in chunks of ``batch_size``.
-
-        On a CUDA out-of-memory error the chunk size is halved (and stays halved for this pair),
-        with a warning, and the failed chunk is retried.
-        """
-        first = 0
-        while first < count:
-            last = min(first + self.batch_size, count)
-            try:
-                run(first, last)
-            except torch.OutOfMemoryError:
-                if self.batch_size == 1:
-                    raise
-                self.batch_size = max(1, self.batch_size // 2)
-                if torch.cuda.is_available():
-                    torch.cuda.empty_cache()
-                log.warning("out of memory: retrying with batch_size %d", self.batch_size)
-                continue
-            first = last
+        """:func:`in_chunks` with this pair's batch size, which stays halved after an out-of-memory error."""
+        self.batch_size = in_chunks(count, self.batch_size, run)
 
     # -- one iteration ----------------------------------------------------------------------
     def training_step(self, batch: Tensor, batch_idx: int) -> Tensor:

@@ -19,22 +19,23 @@ import torch
 from lightning.pytorch import Trainer
 from lightning.pytorch.loggers import TensorBoardLogger
 from PIL import Image
+from torch import Tensor
 from torch.utils.data import DataLoader
 
-from lvlm_heat.adapters.base import Adapter
+from lvlm_heat.adapters.base import Adapter, blend
 from lvlm_heat.baseline import make_baseline
 from lvlm_heat.config import ExplainConfig
 from lvlm_heat.data.answers import answer_matches
 from lvlm_heat.data.ids import safe_name
 from lvlm_heat.data.pairs import Box
 from lvlm_heat.errors import LvlmHeatError
-from lvlm_heat.explainer import MaskExplainer
-from lvlm_heat.geometry import upsample_to_image
+from lvlm_heat.explainer import MaskExplainer, in_chunks
+from lvlm_heat.geometry import mask_grid_shape, upsample_to_image
 from lvlm_heat.record import EXPLAINED, NOT_GROUNDED, Explanation, TokenScore
 from lvlm_heat.reporting.console import quiet_libraries
 from lvlm_heat.reporting.progress import IterationProgress
 from lvlm_heat.reporting.tensorboard import SaliencyImageLogger
-from lvlm_heat.selection import select_tokens
+from lvlm_heat.selection import select_tokens, sweep_masks
 
 
 def explain_pair(
@@ -103,8 +104,10 @@ def explain_pair(
     with torch.no_grad():
         both = {k: torch.stack([prepared.image[k], prepared.baseline[k]]) for k in prepared.image}
         log_probs = adapter.answer_log_probs(prepared, both).cpu()
+    local = _sweep(adapter, prepared, config) if config.select.rule == "evidence" and config.select.windows else None
     result.tokens = select_tokens(
-        [TokenScore(k, texts[k], float(log_probs[0, k]), float(log_probs[1, k]), special[k]) for k in range(len(texts))],
+        [TokenScore(k, texts[k], float(log_probs[0, k]), float(log_probs[1, k]), special[k],
+                    log_prob_local=None if local is None else float(local[k])) for k in range(len(texts))],
         config.select,
     )
     clock.lap("prepare")
@@ -128,6 +131,22 @@ def explain_pair(
     result.seconds = time.perf_counter() - start
     result.timings = clock.laps
     return result
+
+
+@torch.no_grad()
+def _sweep(adapter: Adapter, prepared, config: ExplainConfig) -> Tensor:
+    """``(T,)`` the lowest log-probability of each answer token over the ``evidence`` rule's sweep of
+    regions replaced by the baseline."""
+    keep = sweep_masks(mask_grid_shape(prepared.image_size, config.optim.mask_size), config.select.windows)
+    keep = keep.to(adapter.device)
+    lowest = torch.zeros(len(keep), prepared.answer_ids.numel())
+
+    def run(first: int, last: int) -> None:
+        weights = adapter.project_mask(keep[first:last], prepared)
+        lowest[first:last] = adapter.answer_log_probs(prepared, blend(prepared, weights, insertion=False)).float().cpu()
+
+    in_chunks(len(keep), config.optim.batch_size, run)
+    return lowest.min(0).values
 
 
 def _trainer(adapter: Adapter, log_dir: Path | None, folder: str, image: Image.Image, progress: bool = False,

@@ -31,10 +31,20 @@ class TokenScore:
     log_prob_baseline: float
     special: bool
     selected: bool = False
+    log_prob_local: float | None = None
+    """The lowest log-probability over the ``evidence`` rule's sweep of regions replaced by the baseline."""
+    selected_by: list[str] = field(default_factory=list)
+    """Which evidence selected the token: ``llr`` (whole image removed), ``local`` (one region removed),
+    ``rule`` (the ``all`` or ``words`` rule)."""
 
     @property
     def llr(self) -> float:
         return self.log_prob_image - self.log_prob_baseline
+
+    @property
+    def local_drop(self) -> float | None:
+        """``log p(a_t | I) - min_r log p(a_t | I with region r removed)``, or ``None`` without a sweep."""
+        return None if self.log_prob_local is None else self.log_prob_image - self.log_prob_local
 
 
 @dataclass
@@ -129,8 +139,10 @@ class Explanation:
             "reference": self.reference,
             "answer_match": self.answer_match,
             "tokens": [
-                {"index": t.index, "text": t.text, "llr": t.llr, "log_prob_image": t.log_prob_image,
-                 "log_prob_baseline": t.log_prob_baseline, "special": t.special, "selected": t.selected}
+                {"index": t.index, "text": t.text, "llr": t.llr, "local_drop": t.local_drop,
+                 "log_prob_image": t.log_prob_image, "log_prob_baseline": t.log_prob_baseline,
+                 "log_prob_local": t.log_prob_local, "special": t.special, "selected": t.selected,
+                 "selected_by": t.selected_by}
                 for t in self.tokens
             ],
             "selected_tokens": self.selected_tokens,

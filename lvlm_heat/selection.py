@@ -1,10 +1,14 @@
 """Which answer tokens to explain (METHOD.md section 2).
 
-The default rule keeps the tokens the image makes much more likely than the baseline
-does: ``LLR_t = log p(a_t | I) - log p(a_t | B) > alpha``, among content tokens (no
-special tokens, no whitespace or punctuation, no stop words). A one-token answer
-(a multiple-choice letter) is kept when ``p(a | B) <= 0.5 p(a | I)``. The user can
-instead explain all tokens, or the tokens of given words ("red").
+The paper's rule (``llr``) keeps the tokens the image makes much more likely than the baseline
+does: ``LLR_t = log p(a_t | I) - log p(a_t | B) > alpha``, among content tokens (no special
+tokens, no whitespace or punctuation, no stop words). Its blind spot (METHOD.md): when the model's
+prior, or a colour blob the blur keeps, already favours the answer, the LLR is small although the
+word depends on one region. The default rule (``evidence``) also keeps a content token whose
+log-probability drops by more than ``alpha`` when a single region is replaced by the baseline, over
+a fixed sweep of overlapping regions (9 forward passes by default). A one-token answer (a
+multiple-choice letter) is kept when its probability halves, ``p(a | B) <= 0.5 p(a | I)``. The
+user can instead explain all tokens, or the tokens of given words ("red").
 """
 
 from __future__ import annotations
@@ -12,6 +16,9 @@ from __future__ import annotations
 import math
 import re
 import string
+
+import torch
+from torch import Tensor
 
 from lvlm_heat.config import SelectionConfig
 from lvlm_heat.errors import LvlmHeatError
@@ -46,22 +53,53 @@ def _word_spans(texts: list[str], words: list[str]) -> set[int]:
     return chosen
 
 
+def sweep_masks(cells: tuple[int, int], windows: int) -> Tensor:
+    """Keep-masks of the ``evidence`` rule's sweep: ``(windows ** 2, 1, h, w)``, 0 on one region each.
+
+    Regions are half the mask's side in each direction, at ``windows`` evenly spaced offsets, so
+    neighbouring regions overlap and any object up to a quarter of the image lies whole in one.
+
+    Example:
+        >>> sweep_masks((4, 4), 2)[:, 0].tolist()[0]
+        [[0.0, 0.0, 1.0, 1.0], [0.0, 0.0, 1.0, 1.0], [1.0, 1.0, 1.0, 1.0], [1.0, 1.0, 1.0, 1.0]]
+    """
+    rows, cols = cells
+    height, width = max(1, round(rows / 2)), max(1, round(cols / 2))
+    tops = torch.linspace(0, rows - height, windows).round().long().tolist() if windows > 1 else [0]
+    lefts = torch.linspace(0, cols - width, windows).round().long().tolist() if windows > 1 else [0]
+    masks = torch.ones(len(tops) * len(lefts), 1, rows, cols)
+    for k, (top, left) in enumerate((t, v) for t in tops for v in lefts):
+        masks[k, :, top : top + height, left : left + width] = 0
+    return masks
+
+
 def select_tokens(tokens: list[TokenScore], config: SelectionConfig) -> list[TokenScore]:
-    """Mark ``tokens[k].selected`` by ``config``'s rule and return ``tokens``."""
+    """Mark ``tokens[k].selected`` (and ``selected_by``) by ``config``'s rule and return ``tokens``."""
     candidates = [t for t in tokens if not t.special]
-    if config.rule == "all":
-        chosen = {t.index for t in candidates}
-    elif config.rule == "words":
-        if not config.words:
+    evidence: dict[int, list[str]] = {}
+    if config.rule in ("all", "words"):
+        if config.rule == "all":
+            chosen = {t.index for t in candidates}
+        elif not config.words:
             raise LvlmHeatError("the 'words' rule needs --select.words, e.g. --select.words '[red]'")
-        chosen = _word_spans([t.text for t in tokens], config.words) - {t.index for t in tokens if t.special}
-    elif config.rule == "llr":
-        if len(candidates) == 1 and candidates[0].text.strip():
-            chosen = {t.index for t in candidates if t.llr >= math.log(2.0)}
         else:
-            chosen = {t.index for t in candidates if is_content(t.text) and t.llr > config.alpha}
+            chosen = _word_spans([t.text for t in tokens], config.words) - {t.index for t in tokens if t.special}
+        evidence = {index: ["rule"] for index in chosen}
+    elif config.rule in ("evidence", "llr"):
+        one_token = len(candidates) == 1 and candidates[0].text.strip()
+        for token in candidates:
+            if not (one_token or is_content(token.text)):
+                continue
+            threshold = math.log(2.0) if one_token else config.alpha  # one token: p(a | B) <= 0.5 p(a | I)
+            drops = {"llr": token.llr}
+            if config.rule == "evidence" and token.local_drop is not None:
+                drops["local"] = token.local_drop
+            found = [name for name, drop in drops.items() if (drop >= threshold if one_token else drop > threshold)]
+            if found:
+                evidence[token.index] = found
     else:
-        raise LvlmHeatError(f"unknown selection rule {config.rule!r}: use llr, all or words")
+        raise LvlmHeatError(f"unknown selection rule {config.rule!r}: use evidence, llr, all or words")
     for token in tokens:
-        token.selected = token.index in chosen
+        token.selected = token.index in evidence
+        token.selected_by = evidence.get(token.index, [])
     return tokens

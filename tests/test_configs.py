@@ -22,6 +22,6 @@ def test_every_preset_the_readme_names_exists():
 def test_config_parses(path):
     options = parse(["--config", str(path)])
     assert isinstance(options["explain"], ExplainConfig)
-    assert options["explain"].optim.iterations >= 1 and options["explain"].select.rule in ("llr", "all", "words")
+    assert options["explain"].optim.iterations >= 1 and options["explain"].select.rule in ("evidence", "llr", "all", "words")
     if path.stem not in ("demo", "paper-absolute-lr"):  # a model preset names its checkpoint
         assert "/" in options["model"], f"{path.name} names no hub checkpoint"

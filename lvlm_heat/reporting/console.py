@@ -42,7 +42,7 @@ def describe(record: dict[str, Any], folder: Path | None) -> str:
             f"p(I) {record['p_image']:.3f}  p(B) {record['p_baseline']:.3f}  {record['seconds']:.1f}s{flag}"
         )
     else:
-        lines.append("  not visually grounded: no answer token passes the LLR threshold; no heatmap")
+        lines.append("  not visually grounded: no answer token depends on the image or on a region of it; no heatmap")
     if folder is not None:
         lines.append(f"  -> {folder / record.get('folder', record['id'])}")
     return "\n".join(lines)
