@@ -194,7 +194,8 @@ class MaskExplainer(LightningModule):
         self.manual_backward(regulariser)
         total = (totals[False] - totals[True]) / self.score_scale + regulariser.item()
         if not (math.isfinite(total) and torch.isfinite(mask.grad).all()):
-            raise FloatingPointError(f"the loss or its gradient is not finite at iteration {iteration}")
+            hint = ": fp16 overflows easily, try --precision bf16 or fp32" if self.adapter.dtype == torch.float16 else ""
+            raise FloatingPointError(f"the loss or its gradient is not finite at iteration {iteration}{hint}")
         optimizer.step()
 
         record = {
