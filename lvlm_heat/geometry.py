@@ -94,3 +94,91 @@ def mask_grid_shape(image_size: tuple[int, int], cells: int) -> tuple[int, int]:
     height, width = image_size
     long_side = max(height, width)
     return max(1, round(cells * height / long_side)), max(1, round(cells * width / long_side))
+
+
+def sample_mask_at(mask: Tensor, ys: Tensor, xs: Tensor, image_size: tuple[int, int]) -> Tensor:
+    """Read a coarse mask at arbitrary points of the original image, as :func:`sample_mask` does.
+
+    The same bilinear rule, in the same order of operations, so a point at a view pixel's centre
+    reads bit for bit what :func:`sample_mask` gives there, and a constant mask reads back exactly.
+
+    Args:
+        mask: ``(N, 1, h, w)`` mask cells spanning the whole original image.
+        ys: ``(P,)`` rows of the points, in original-image pixels (a pixel's centre is ``i + 0.5``).
+        xs: ``(P,)`` columns of the points.
+        image_size: ``(H, W)`` of the original image.
+
+    Returns:
+        ``(N, P)`` mask values, differentiable in ``mask``.
+    """
+    height, width = image_size
+    top, bottom, ty = _lerp_indices(ys.to(torch.float64), height, mask.shape[-2])
+    left, right, tx = _lerp_indices(xs.to(torch.float64), width, mask.shape[-1])
+    ty, tx = ty.to(mask.dtype), tx.to(mask.dtype)
+    cells = mask.flatten(1)  # (N, h * w)
+    cols = mask.shape[-1]
+    upper_left, upper_right = cells[:, top * cols + left], cells[:, top * cols + right]
+    lower_left, lower_right = cells[:, bottom * cols + left], cells[:, bottom * cols + right]
+    return torch.lerp(torch.lerp(upper_left, lower_left, ty), torch.lerp(upper_right, lower_right, ty), tx)
+
+
+def fill_nearest(index: Tensor, valid: Tensor) -> tuple[Tensor, Tensor]:
+    """Give invalid entries of a grid the value of the nearest valid one, first along rows, then columns.
+
+    Exact nearest-neighbour filling for the rectangular holes padding leaves (bands beside the
+    image); a line without any valid entry stays invalid.
+
+    Args:
+        index: ``(..., h, w)`` values (any dtype).
+        valid: ``(..., h, w)`` bool, where ``index`` holds a value.
+
+    Returns:
+        The filled values and where they are now valid, both ``(..., h, w)``.
+    """
+    for dim in (-1, -2):
+        index, valid = _fill_along_last(index.transpose(dim, -1), valid.transpose(dim, -1))
+        index, valid = index.transpose(dim, -1), valid.transpose(dim, -1)
+    return index, valid
+
+
+def _fill_along_last(values: Tensor, valid: Tensor) -> tuple[Tensor, Tensor]:
+    length = values.shape[-1]
+    position = torch.arange(length, device=values.device).expand_as(values)
+    before = torch.where(valid, position, -1).cummax(-1).values  # last valid at or before, -1 if none
+    after = torch.where(valid.flip(-1), position, -1).cummax(-1).values.flip(-1)  # same, counted from the end
+    after = torch.where(after >= 0, length - 1 - after, -1)
+    far = 2 * length
+    gap_before = torch.where(before >= 0, position - before, far)
+    gap_after = torch.where(after >= 0, after - position, far)
+    source = torch.where(gap_before <= gap_after, before, after)
+    filled = values.gather(-1, source.clamp(min=0))
+    return torch.where(valid, values, filled), valid | (source >= 0)
+
+
+def fit_lines(values: Tensor, valid: Tensor, dim: int) -> tuple[Tensor, Tensor, Tensor]:
+    """Least-squares lines ``a * t + b`` through per-view coordinates, ``t`` the index along ``dim``.
+
+    A view that resizes a window of the image (:class:`ViewWindow`) has every row's source row on
+    one such line (and every column's source column on one along the columns).
+
+    Args:
+        values: ``(S, h, w)`` measured coordinates of ``S`` views' elements.
+        valid: ``(S, h, w)`` where they were measured.
+        dim: ``-2`` (along rows) or ``-1`` (along columns).
+
+    Returns:
+        ``(S, h, w)`` the lines at every element, ``(S,)`` their slopes, and ``(S,)`` the largest
+        distance of a measurement from its line, ``inf`` where fewer than two indices were measured.
+    """
+    index = torch.arange(values.shape[dim], dtype=torch.float64, device=values.device)
+    t = index[:, None].expand(values.shape[-2:]) if dim == -2 else index[None, :].expand(values.shape[-2:])
+    weight = valid.to(torch.float64)
+    values = values.to(torch.float64)
+    n, st, sv = weight.sum((1, 2)), (weight * t).sum((1, 2)), (weight * values).sum((1, 2))
+    stt, stv = (weight * t * t).sum((1, 2)), (weight * t * values).sum((1, 2))
+    det = n * stt - st * st
+    slope = (n * stv - st * sv) / det.clamp(min=1e-12)
+    offset = (sv - slope * st) / n.clamp(min=1)
+    lines = slope[:, None, None] * t + offset[:, None, None]
+    residual = ((lines - values).abs() * weight).amax((1, 2))
+    return lines, slope, torch.where(det > 0.5, residual, torch.inf)

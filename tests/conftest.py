@@ -25,20 +25,26 @@ def pytest_collection_modifyitems(config, items):
 WORDS = "user assistant : ? . what color is it the a of circle square triangle red green blue yellow object shape".split()
 
 
-def make_tokenizer(extra: list[str] = (), image_token: str = "<image>"):
+def word_tokenizer(specials: list[str], named: dict[str, str] | None = None, bos: str = "<s>", eos: str = "</s>",
+                   additional: list[str] | None = None):
+    """A word-level fast tokenizer over :data:`WORDS` after ``<pad> <unk> bos eos`` and ``specials``;
+    ``named`` special tokens become attributes (``tokenizer.image_token``, ``.image_token_id``, ...)."""
     from tokenizers import Tokenizer, models, normalizers, pre_tokenizers
     from transformers import PreTrainedTokenizerFast
 
-    specials = ["<pad>", "<unk>", "<s>", "</s>", "<image>", "<video>", *extra]
-    backend = Tokenizer(models.WordLevel({t: i for i, t in enumerate(specials + WORDS)}, unk_token="<unk>"))
+    vocab = ["<pad>", "<unk>", bos, eos, *specials]
+    backend = Tokenizer(models.WordLevel({t: i for i, t in enumerate(vocab + WORDS)}, unk_token="<unk>"))
     backend.normalizer = normalizers.Lowercase()
     backend.pre_tokenizer = pre_tokenizers.Whitespace()
-    backend.add_special_tokens(specials)
+    backend.add_special_tokens(vocab)
     return PreTrainedTokenizerFast(
-        tokenizer_object=backend, pad_token="<pad>", unk_token="<unk>", bos_token="<s>", eos_token="</s>",
-        extra_special_tokens={"image_token": image_token},
-        additional_special_tokens=list(extra) or None,
+        tokenizer_object=backend, pad_token="<pad>", unk_token="<unk>", bos_token=bos, eos_token=eos,
+        extra_special_tokens=named or {}, additional_special_tokens=additional or None,
     )
+
+
+def make_tokenizer(extra: list[str] = (), image_token: str = "<image>"):
+    return word_tokenizer(["<image>", "<video>", *extra], {"image_token": image_token}, additional=list(extra))
 
 
 def save_tiny_llava(folder, *, pad: bool = False, size: int = 32, patch: int = 8) -> str:
@@ -99,13 +105,11 @@ def _llama(tokenizer):
                        pad_token_id=0, bos_token_id=2, eos_token_id=3)
 
 
-def _save(model, processor, folder) -> str:
-    from lvlm_heat.adapters.processors import save_processor
-
+def save_checkpoint(model, processor, folder) -> str:
     model.generation_config.eos_token_id = 3
     model.generation_config.pad_token_id = 0
     model.save_pretrained(folder)
-    save_processor(processor, folder)
+    processor.save_pretrained(folder)  # plain save_pretrained: the layout a user's checkpoint arrives in
     return str(folder)
 
 
@@ -152,7 +156,7 @@ def save_tiny_llava_next(folder, onevision: bool = False) -> str:
         config = LlavaNextConfig(vision_config=vision, text_config=_llama(tokenizer), image_token_index=image_token,
                                  image_grid_pinpoints=pinpoints, vision_feature_layer=-1)
         model = LlavaNextForConditionalGeneration(config)
-    return _save(model, processor, folder)
+    return save_checkpoint(model, processor, folder)
 
 
 QWEN_CHAT = (
@@ -197,7 +201,7 @@ def save_tiny_qwen2_vl(folder, version: str = "2") -> str:
         vision = dict(depth=2, hidden_size=32, out_hidden_size=32, intermediate_size=64, num_heads=2, patch_size=4,
                       spatial_merge_size=2, temporal_patch_size=2, window_size=16, fullatt_block_indexes=[1])
         model = Qwen2_5_VLForConditionalGeneration(Qwen2_5_VLConfig(vision_config=vision, text_config=text, **common))
-    return _save(model, processor, folder)
+    return save_checkpoint(model, processor, folder)
 
 
 def save_tiny_deepseek_vl_hybrid(folder) -> str:
@@ -227,7 +231,7 @@ def save_tiny_deepseek_vl_hybrid(folder) -> str:
     model = DeepseekVLHybridForConditionalGeneration(config)
     with torch.no_grad():
         model.model.high_res_vision_alpha.fill_(1.0)  # zero at init: the SAM view would not count
-    return _save(model, processor, folder)
+    return save_checkpoint(model, processor, folder)
 
 
 @pytest.fixture(scope="session")
@@ -263,6 +267,73 @@ def tiny_llava(tmp_path_factory) -> str:
 @pytest.fixture(scope="session")
 def tiny_llava_pad(tmp_path_factory) -> str:
     return save_tiny_llava(tmp_path_factory.mktemp("tiny_llava_pad"), pad=True)
+
+
+def _tiny_family(tmp_path_factory, name: str) -> str:
+    from tiny_families import BUILDERS
+
+    return BUILDERS[name](tmp_path_factory.mktemp(f"tiny_{name}"))
+
+
+@pytest.fixture(scope="session")
+def tiny_gemma3(tmp_path_factory) -> str:
+    return _tiny_family(tmp_path_factory, "gemma3")
+
+
+@pytest.fixture(scope="session")
+def tiny_idefics3(tmp_path_factory) -> str:
+    return _tiny_family(tmp_path_factory, "idefics3")
+
+
+@pytest.fixture(scope="session")
+def tiny_smolvlm(tmp_path_factory) -> str:
+    pytest.importorskip("num2words", reason="SmolVLM's processor needs num2words")
+    return _tiny_family(tmp_path_factory, "smolvlm")
+
+
+@pytest.fixture(scope="session")
+def tiny_qwen3_vl(tmp_path_factory) -> str:
+    return _tiny_family(tmp_path_factory, "qwen3_vl")
+
+
+@pytest.fixture(scope="session")
+def tiny_internvl(tmp_path_factory) -> str:
+    return _tiny_family(tmp_path_factory, "internvl")
+
+
+@pytest.fixture(scope="session")
+def tiny_mistral3(tmp_path_factory) -> str:
+    return _tiny_family(tmp_path_factory, "mistral3")
+
+
+@pytest.fixture(scope="session")
+def tiny_pixtral(tmp_path_factory) -> str:
+    return _tiny_family(tmp_path_factory, "pixtral")
+
+
+@pytest.fixture(scope="session")
+def tiny_paligemma(tmp_path_factory) -> str:
+    return _tiny_family(tmp_path_factory, "paligemma")
+
+
+@pytest.fixture(scope="session")
+def tiny_vipllava(tmp_path_factory) -> str:
+    return _tiny_family(tmp_path_factory, "vipllava")
+
+
+@pytest.fixture(scope="session")
+def tiny_aya_vision(tmp_path_factory) -> str:
+    return _tiny_family(tmp_path_factory, "aya_vision")
+
+
+@pytest.fixture(scope="session")
+def tiny_deepseek_vl(tmp_path_factory) -> str:
+    return _tiny_family(tmp_path_factory, "deepseek_vl")
+
+
+@pytest.fixture(scope="session")
+def tiny_idefics2(tmp_path_factory) -> str:
+    return _tiny_family(tmp_path_factory, "idefics2")
 
 
 @pytest.fixture(scope="session")

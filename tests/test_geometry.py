@@ -29,7 +29,7 @@ def _prepared(folder, image):
 
 
 @pytest.mark.parametrize("family", FAMILIES)
-@pytest.mark.parametrize("size", [(30, 70), (90, 40)])
+@pytest.mark.parametrize("size", [(30, 70), (90, 40), (40, 40)])
 def test_composite_is_exact_at_the_ends(family, size, request):
     image = textured_image(*size)
     adapter, prepared = _prepared(request.getfixturevalue(family), image)

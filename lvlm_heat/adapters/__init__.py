@@ -2,7 +2,9 @@
 
 ``load_adapter("llava-hf/llava-1.5-7b-hf")`` reads the checkpoint's config, finds the
 adapter registered for its ``model_type`` and loads model and processor with
-``from_pretrained``. Register your own with :func:`register_adapter`.
+``from_pretrained``. A vision-language ``model_type`` without one gets the
+:class:`MeasuredAdapter`, which measures the geometry from the checkpoint's own processor.
+Register your own with :func:`register_adapter`.
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ from lvlm_heat.adapters.anyres import AnyResAdapter
 from lvlm_heat.adapters.base import Adapter, HFAdapter, PreparedPair, ProcessorGeometry, blend
 from lvlm_heat.adapters.deepseek_vl import DeepseekVLHybridAdapter
 from lvlm_heat.adapters.llava import LlavaAdapter
+from lvlm_heat.adapters.loading import is_vision_language
+from lvlm_heat.adapters.measured import MeasuredAdapter, PaliGemmaAdapter
 from lvlm_heat.adapters.qwen_vl import QwenVLAdapter
 from lvlm_heat.config import Precision
 from lvlm_heat.errors import LvlmHeatError
@@ -36,6 +40,7 @@ register_adapter(LlavaAdapter)
 register_adapter(AnyResAdapter)
 register_adapter(QwenVLAdapter)
 register_adapter(DeepseekVLHybridAdapter)
+register_adapter(PaliGemmaAdapter)
 
 
 def resolve_device(device: str = "auto") -> torch.device:
@@ -78,25 +83,29 @@ def _read_config(model: str):
         ) from err
 
 
-def _adapter_class(adapter: str | None, model_type: str, model: str) -> type[Adapter]:
+def _adapter_class(adapter: str | None, model: str) -> type[Adapter]:
     if adapter:
         module, _, name = adapter.rpartition(".")
         try:
             return getattr(importlib.import_module(module), name)
         except (ImportError, AttributeError, ValueError) as err:
             raise LvlmHeatError(f"cannot import adapter {adapter!r}: give it as 'package.module.ClassName'") from err
-    if model_type not in ADAPTERS:
-        raise LvlmHeatError(
-            f"no adapter for {model!r} (model type {model_type!r}); supported model types: "
-            f"{', '.join(sorted(ADAPTERS))}. Write one (see README, 'Add your own model') and pass --adapter"
-        )
-    return ADAPTERS[model_type]
+    config = _read_config(model)
+    model_type = getattr(config, "model_type", "")
+    if model_type in ADAPTERS:
+        return ADAPTERS[model_type]
+    if is_vision_language(config):
+        return MeasuredAdapter
+    raise LvlmHeatError(
+        f"no adapter for {model!r} (model type {model_type!r}): not an image-text-to-text model in transformers. "
+        f"Family adapters: {', '.join(sorted(ADAPTERS))}; any other vision-language model gets the measured one. "
+        "For a model outside transformers write an adapter (see README, 'Add your own model') and pass --adapter"
+    )
 
 
 def check_model(model: str, adapter: str | None = None) -> None:
     """Fail early, with one line, for a model that cannot be found or has no adapter."""
-    model_type = "" if adapter else getattr(_read_config(model), "model_type", "")
-    _adapter_class(adapter, model_type, model)
+    _adapter_class(adapter, model)
 
 
 def load_adapter(
@@ -115,8 +124,7 @@ def load_adapter(
         adapter: Import path of an adapter class, overriding auto-detection by ``model_type``.
         gradient_checkpointing: Recompute activations in the backward pass (large models).
     """
-    model_type = "" if adapter else getattr(_read_config(model), "model_type", "")
-    cls = _adapter_class(adapter, model_type, model)
+    cls = _adapter_class(adapter, model)
     target = resolve_device(device)
     try:
         loaded = cls.load(model, dtype=resolve_dtype(precision, target), device=target)
@@ -129,6 +137,10 @@ def load_adapter(
         raise LvlmHeatError(
             f"cannot load {model!r}: {type(err).__name__}: {first} (LVLM_HEAT_DEBUG=1 shows the full traceback)"
         ) from err
+    if isinstance(loaded, HFAdapter) and not loaded.handles_processor():
+        log.info("%s: %s does not know %s: measuring its geometry instead", model, cls.__name__,
+                 type(loaded.processor.image_processor).__name__)
+        loaded = MeasuredAdapter(loaded.model, loaded.processor, name=model)
     if gradient_checkpointing:
         loaded.enable_gradient_checkpointing()
     return loaded
@@ -141,6 +153,8 @@ __all__ = [
     "DeepseekVLHybridAdapter",
     "HFAdapter",
     "LlavaAdapter",
+    "MeasuredAdapter",
+    "PaliGemmaAdapter",
     "PreparedPair",
     "ProcessorGeometry",
     "QwenVLAdapter",

@@ -47,6 +47,7 @@ class AnyResAdapter(HFAdapter):
 
     model_types = ("llava_next", "llava_onevision")
     model_class = "AutoModelForImageTextToText"
+    image_processor_types = ("LlavaNextImageProcessor", "LlavaOnevisionImageProcessor")
 
     def geometry(self, image: Image.Image, prepared: PreparedPair) -> ProcessorGeometry:
         """One window per view, base view first; the base view is the guide."""

@@ -7,9 +7,10 @@ mask through the processor's geometry onto every pixel tensor the model takes, a
 scores the answer tokens of a batch of composite inputs.
 
 :class:`HFAdapter` implements all of it for Hugging Face models but the geometry;
-a family adapter adds :meth:`HFAdapter.geometry` (where the processor put the image, as a
-:class:`ProcessorGeometry`) and :meth:`Adapter.project_mask` (and, where its pixel tensors have
-no batch dimension, :meth:`HFAdapter.batch_inputs`).
+:class:`~lvlm_heat.adapters.measured.MeasuredAdapter` measures that from the processor itself,
+and a family adapter writes it by hand: :meth:`HFAdapter.geometry` (where the processor put the
+image, as a :class:`ProcessorGeometry`) and :meth:`Adapter.project_mask` (and, where images do
+not batch by concatenating the processor's tensors, :meth:`HFAdapter.batch_inputs`).
 """
 
 from __future__ import annotations
@@ -27,6 +28,8 @@ from lvlm_heat.geometry import ViewWindow
 
 # Processor outputs aligned with the tokens (one value per prompt token), extended over the answer.
 TOKEN_ALIGNED = ("token_type_ids", "mm_token_type_ids")
+# Processor outputs that are training targets, not model inputs (PaliGemma's processor always returns labels).
+NOT_INPUTS = ("labels",)
 
 
 @dataclass
@@ -165,6 +168,8 @@ class HFAdapter(Adapter):
     """
 
     model_class: ClassVar[str] = "AutoModelForImageTextToText"
+    # Class-name prefixes of the image processors whose geometry geometry() implements; empty: any.
+    image_processor_types: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, model: torch.nn.Module, processor: Any, name: str = "") -> None:
         self.model = model.eval().requires_grad_(False)
@@ -174,14 +179,20 @@ class HFAdapter(Adapter):
 
     @classmethod
     def load(cls, model: str, dtype: torch.dtype, device: torch.device) -> HFAdapter:
-        """``from_pretrained`` of the processor and of ``model_class``, moved to ``device``."""
-        import transformers
-
+        """``from_pretrained`` of the processor and of ``model_class`` (or the class that takes the
+        checkpoint's config, see :func:`~lvlm_heat.adapters.loading.model_class`), moved to ``device``."""
+        from lvlm_heat.adapters.loading import load_model
         from lvlm_heat.adapters.processors import load_processor
 
         processor = load_processor(model)
-        network = getattr(transformers, cls.model_class).from_pretrained(model, dtype=dtype)
+        network = load_model(model, dtype, cls.model_class)
         return cls(network.to(device), processor, name=model)
+
+    def handles_processor(self) -> bool:
+        """Whether :meth:`geometry` knows this checkpoint's image processor (a ``llava`` checkpoint may
+        come with Pixtral's, say): :func:`~lvlm_heat.adapters.load_adapter` measures it otherwise."""
+        name = type(self.processor.image_processor).__name__
+        return not self.image_processor_types or name.startswith(self.image_processor_types)
 
     def enable_gradient_checkpointing(self) -> None:
         """Recompute each decoder / encoder layer's activations in the backward pass.
@@ -206,7 +217,12 @@ class HFAdapter(Adapter):
         """The prompt up to where the assistant's answer starts, from the processor's chat template."""
         conversation = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": question}]}]
         if getattr(self.processor, "chat_template", None):
-            return self.processor.apply_chat_template(conversation, add_generation_prompt=True)
+            try:
+                return self.processor.apply_chat_template(conversation, add_generation_prompt=True)
+            except AttributeError:  # a processor's own override reading its absent video processor (SmolVLM)
+                return self.tokenizer.apply_chat_template(
+                    conversation, chat_template=self.processor.chat_template, add_generation_prompt=True, tokenize=False
+                )
         token = getattr(self.processor, "image_token", "<image>")
         return f"USER: {token}\n{question} ASSISTANT:"
 
@@ -253,10 +269,10 @@ class HFAdapter(Adapter):
         input_ids = torch.cat([prompt_ids, answer_ids[None, :-1]], dim=1)
         self._check_context(input_ids.shape[1], "the image, question and answer")
         text = {"input_ids": input_ids, "attention_mask": torch.ones_like(input_ids)}
-        for key in TOKEN_ALIGNED:  # per-token tags of the prompt: the answer tokens are plain text (0)
+        for key in TOKEN_ALIGNED:  # per-token tags of the prompt, extended over the answer as generate() does
             if key in with_image:
-                text[key] = torch.cat([with_image[key], torch.zeros_like(answer_ids[None, :-1])], dim=1)
-        fixed = {k: v for k, v in with_image.items() if k not in pixel_keys and k not in text_keys}
+                text[key] = self.answer_tags(key, with_image[key], answer_ids.numel() - 1)
+        fixed = {k: v for k, v in with_image.items() if k not in (*pixel_keys, *text_keys, *NOT_INPUTS)}
         prepared = PreparedPair(
             text={k: self._to_device(v) for k, v in text.items()},
             image={k: self._to_device(with_image[k]).float() for k in pixel_keys},
@@ -268,6 +284,24 @@ class HFAdapter(Adapter):
         placed = self.geometry(image, prepared)
         prepared.geometry, prepared.guide = placed.geometry, placed.guide
         return prepared
+
+    def answer_tags(self, key: str, tags: Tensor, count: int) -> Tensor:
+        """Per-token tags ``(1, L)`` of the prompt extended by ``count`` answer tokens: ``(1, L + count)``.
+
+        The model's own generation rule decides (``_update_model_kwargs_for_generation``, one token
+        at a time), so the answer is scored as generate() produced it: plain text (0) for most
+        models, the causal suffix (1) for PaliGemma's prefix-LM. Models without it get zeros.
+        """
+        from transformers.utils import ModelOutput
+
+        update = getattr(self.model, "_update_model_kwargs_for_generation", None)
+        extended = {key: tags}
+        try:
+            for _ in range(count):
+                extended = update(ModelOutput(), {key: extended[key]}, num_new_tokens=1)
+        except (TypeError, KeyError, RuntimeError):
+            extended = {key: torch.cat([tags, tags.new_zeros(1, count)], dim=1)}
+        return extended[key]
 
     def geometry(self, image: Image.Image, prepared: PreparedPair) -> ProcessorGeometry:
         """Where the processor put ``image``: what :meth:`project_mask` needs, and the TV guide.

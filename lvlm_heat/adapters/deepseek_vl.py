@@ -45,6 +45,7 @@ class DeepseekVLHybridAdapter(HFAdapter):
 
     model_types = ("deepseek_vl_hybrid",)
     model_class = "AutoModelForImageTextToText"
+    image_processor_types = ("DeepseekVLHybridImageProcessor",)
 
     def geometry(self, image: Image.Image, prepared: PreparedPair) -> ProcessorGeometry:
         """A window per pixel tensor, by model-input name; the low-resolution view is the guide."""

@@ -20,6 +20,7 @@ class LlavaAdapter(HFAdapter):
 
     model_types = ("llava",)
     model_class = "LlavaForConditionalGeneration"
+    image_processor_types = ("CLIPImageProcessor", "LlavaImageProcessor")
 
     def geometry(self, image: Image.Image, prepared: PreparedPair) -> ProcessorGeometry:
         """The view's :class:`~lvlm_heat.geometry.ViewWindow`, which is also the guide's."""

@@ -46,6 +46,7 @@ class QwenVLAdapter(HFAdapter):
 
     model_types = ("qwen2_vl", "qwen2_5_vl")
     model_class = "AutoModelForImageTextToText"
+    image_processor_types = ("Qwen2VLImageProcessor",)
 
     def geometry(self, image: Image.Image, prepared: PreparedPair) -> ProcessorGeometry:
         """A :class:`FlatGeometry`; the guide is the flattened image put back on its ``(1, C, rows, cols)`` grid."""
