@@ -105,7 +105,7 @@ class ExplainConfig:
     """Everything that shapes one explanation, besides the model."""
 
     baseline: BaselineKind = "blur"
-    """Reference image B: ``blur`` (default; kernel ``max(101, 0.3 x long side)`` px), ``blur_table`` (the
+    """Reference image B: ``blur`` (default; kernel ``max(101, 0.8 x long side)`` px), ``blur_table`` (the
     paper's kernel table by width, METHOD.md section 1), ``black`` or ``noise``."""
     max_new_tokens: int = 32
     """Length limit of the generated answer."""
