@@ -147,9 +147,9 @@ def mask_cells(image, mask_size: int) -> int:
 
 
 def main(argv: list[str] | None = None) -> dict:
-    from lvlm_heat.cli import parse
+    from lvlm_heat.cli import main as cli_main
 
-    report = benchmark(**parse(argv, benchmark))
+    report = cli_main(argv, benchmark, "python -m lvlm_heat.benchmark")
     width = max(len(k) for k in report)
     for key, value in report.items():
         print(f"{key:<{width}}  {value:.4g}" if isinstance(value, float) else f"{key:<{width}}  {value}")

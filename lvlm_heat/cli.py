@@ -188,24 +188,28 @@ DEBUG_ENV = "LVLM_HEAT_DEBUG"
 """Set to 1 to see the full traceback of an error instead of its one-line message."""
 
 
-def main(argv: list[str] | None = None) -> dict[str, Any] | None:
-    """Parse ``argv`` (default ``sys.argv[1:]``) and run; return the summary (on rank 0).
+def main(argv: list[str] | None = None, function=run, program: str = "python train.py") -> Any:
+    """Parse ``argv`` (default ``sys.argv[1:]``) for ``function`` (default :func:`run`) and call it.
 
     A user error (bad flag or value, missing file, unknown or unloadable model, unusable output
     folder) becomes one line on stderr and exit status 2 (arguments) or 1 (everything else); with
-    ``LVLM_HEAT_DEBUG=1`` the full traceback is shown instead.
+    ``LVLM_HEAT_DEBUG=1`` the full traceback is shown instead. The other entry points
+    (``python -m lvlm_heat.benchmark``, ``python -m lvlm_heat.sanity``) come through here too.
+
+    Returns:
+        What ``function`` returns: for :func:`run`, the summary (on the process of rank 0).
     """
     from argparse import ArgumentError
 
     debug = os.environ.get(DEBUG_ENV, "") not in ("", "0")
     try:
-        return run(**parse(argv))
+        return function(**parse(argv, function))
     except (ArgumentError, LvlmHeatError, ValueError) as err:
         if debug:
             raise
         status = 1 if isinstance(err, LvlmHeatError) else 2
         message = " ".join(str(err).split()) if isinstance(err, ArgumentError) else str(err).splitlines()[0]
-        hint = " (see python train.py --help)" if isinstance(err, ArgumentError) else ""
+        hint = f" (see {program} --help)" if isinstance(err, ArgumentError) else ""
         print(f"error: {message}{hint}", file=sys.stderr)
         raise SystemExit(status) from None
 

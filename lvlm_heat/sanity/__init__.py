@@ -1,0 +1,18 @@
+"""Sanity checks of the heatmaps on a user's own model and images: ``python -m lvlm_heat.sanity``.
+
+Does a map reflect the model, or only the image? And does the optimised mask localise better than
+plain occlusion on this data? One run answers both, with the same metrics for every explainer:
+
+- cascading parameter randomisation and randomised answers, reported as rank correlation with the
+  original map (Adebayo et al., 2018, "Sanity Checks for Saliency Maps"):
+  :mod:`~lvlm_heat.sanity.randomisation`;
+- grid and superpixel occlusion as reference explainers: :mod:`~lvlm_heat.sanity.occlusion`,
+  :mod:`~lvlm_heat.sanity.superpixels`;
+- the run over the pairs: :mod:`~lvlm_heat.sanity.checks`; the summary, table and interpretation:
+  :mod:`~lvlm_heat.sanity.report`; the command line: :mod:`~lvlm_heat.sanity.runner`.
+"""
+
+from lvlm_heat.sanity.checks import SanityCase, SanityConfig, sanity_check
+from lvlm_heat.sanity.runner import main, run_sanity
+
+__all__ = ["SanityCase", "SanityConfig", "main", "run_sanity", "sanity_check"]

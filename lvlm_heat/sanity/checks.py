@@ -1,0 +1,384 @@
+"""The sanity checks of a user's model and images, in one run: :func:`sanity_check`.
+
+For every pair it explains the model's answer with the user's settings (the *original* map), then
+
+1. scores that map and two reference explainers, grid occlusion and superpixel occlusion
+   (:mod:`lvlm_heat.sanity.occlusion`), with the same metrics: pointing game and box mass where
+   the dataset has boxes, deletion and insertion AUC over the same mask grid, forward passes;
+2. re-explains the same answer with another noise seed (the map's own stability: the floor the
+   other correlations are read against) and another pair's answer on the same image (randomised
+   answers);
+3. re-explains the same answer tokens on a model randomised from the top down, stage by stage
+   (cascading parameter randomisation, Adebayo et al., 2018, "Sanity Checks for Saliency Maps";
+   :mod:`lvlm_heat.sanity.randomisation`), and restores the weights exactly afterwards.
+
+Maps are compared by Spearman rank correlation of their means over the mask grid's cells.
+
+Which tokens are explained stays fixed: the original map's tokens are selected by the user's rule
+(``--select.rule``); every re-explanation then selects the whole words those tokens belong to
+(``SelectionConfig(rule="words")``), because the model-dependent rules (the LLR against the
+baseline, and any rule that asks the model under test) would select nothing on a randomised model.
+When the word rule would select other tokens than the original rule did (a word only partly
+selected, or repeated in the answer), the original map is made again with the word rule, so the
+compared maps always explain the same tokens.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import re
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from PIL import Image
+
+from lvlm_heat.adapters.base import Adapter
+from lvlm_heat.baseline import make_baseline
+from lvlm_heat.config import ExplainConfig, SelectionConfig
+from lvlm_heat.data.ids import safe_name
+from lvlm_heat.data.pairs import Box
+from lvlm_heat.errors import LvlmHeatError
+from lvlm_heat.explainer import MaskExplainer
+from lvlm_heat.geometry import mask_grid_shape
+from lvlm_heat.one_pair import explain_pair
+from lvlm_heat.record import EXPLAINED, Explanation, TokenScore
+from lvlm_heat.sanity.occlusion import CountingAdapter, cell_means, flat_fill, image_map, map_metrics, occlusion_map
+from lvlm_heat.sanity.randomisation import WeightSnapshot, find_blocks, randomise_, spearman, stage_counts, top_overlap
+from lvlm_heat.sanity.superpixels import grid_labels, slic, work_image
+from lvlm_heat.selection import select_tokens
+
+Fill = Literal["baseline", "flat"]
+
+
+@dataclass
+class SanityConfig:
+    """What the sanity checks do besides explaining (``--sanity.*``)."""
+
+    stages: list[float] = field(default_factory=lambda: [0.0, 0.25, 0.5, 1.0])
+    """Cascade stages: the fraction of the model's blocks re-initialised from the top (at least the top one,
+    the output head); ``[]`` with ``all_parameters false`` skips the randomisation."""
+    all_parameters: bool = True
+    """Add a last stage that re-initialises every parameter (embeddings, projector, norms too)."""
+    rerun: bool = True
+    """Re-explain with another noise seed on the unchanged model: the map's own stability."""
+    random_answers: bool = True
+    """Explain another pair's answer on each image (a shuffled answer when there is only one pair)."""
+    grid: int = 8
+    """Grid occlusion: ``grid x grid`` blocks over the image."""
+    grid_fill: Fill = "baseline"
+    """What a hidden grid block shows: ``baseline`` (the explainer's baseline B) or ``flat`` (the image's mean
+    colour)."""
+    segments: int = 50
+    """Superpixel occlusion: about this many SLIC segments."""
+    compactness: float = 10.0
+    """SLIC's compactness: higher gives squarer segments, lower follows colour more closely."""
+    superpixel_fill: Fill = "flat"
+    """What a hidden superpixel shows: ``flat`` (the image's mean colour, as Captum's feature ablation) or
+    ``baseline``."""
+    top_fraction: float = 0.1
+    """Top-k overlap of two maps: the share of one map's top cells (this fraction) in the other's."""
+    seed: int = 0
+    """Seed of the randomised weights and of shuffled answers."""
+
+    def __post_init__(self) -> None:
+        if any(not 0 <= f <= 1 for f in self.stages):
+            raise ValueError(f"sanity.stages must be fractions in [0, 1], got {self.stages}")
+        if self.grid < 1 or self.segments < 2 or self.compactness <= 0 or not 0 < self.top_fraction <= 1:
+            raise ValueError("sanity.grid must be >= 1, sanity.segments >= 2, sanity.compactness > 0 and "
+                             "sanity.top_fraction in (0, 1]")
+
+
+@dataclass
+class SanityCase:
+    """One image-question pair to check (``answer``: explain it instead of the model's own)."""
+
+    pair_id: str
+    image: Image.Image
+    question: str
+    answer: str | None = None
+    bbox: Box | None = None
+    folder: str = ""
+
+    def __post_init__(self) -> None:
+        self.folder = self.folder or safe_name(self.pair_id)
+
+
+@dataclass
+class _Checked:
+    """A pair whose original map exists, with what its re-explanations need."""
+
+    case: SanityCase
+    answer: str
+    words: list[str]
+    fixed: ExplainConfig
+    reference: Explanation
+    cells: torch.Tensor
+    record: dict[str, Any]
+    maps: dict[str, np.ndarray]
+
+
+def selected_words(tokens: list[TokenScore]) -> list[str]:
+    """The whole words of the answer that the selected tokens belong to, in answer order.
+
+    Example:
+        >>> tokens = [TokenScore(k, t, 0.0, 0.0, False, k in (2, 4)) for k, t in enumerate(["the", " sq", "uare",
+        ...           " is", " red"])]
+        >>> selected_words(tokens)
+        ['square', 'red']
+    """
+    answer = "".join(t.text for t in tokens)
+    starts = np.cumsum([0] + [len(t.text) for t in tokens]).tolist()
+    words: list[str] = []
+    for token in tokens:
+        if not token.selected:
+            continue
+        text = token.text
+        start = starts[token.index] + len(text) - len(text.lstrip())
+        end = starts[token.index] + len(text.rstrip())
+        if start >= end:
+            continue
+        if re.match(r"\w", answer[start]):
+            while start > 0 and re.match(r"\w", answer[start - 1]):
+                start -= 1
+        if re.match(r"\w", answer[end - 1]):
+            while end < len(answer) and re.match(r"\w", answer[end]):
+                end += 1
+        if answer[start:end] not in words:
+            words.append(answer[start:end])
+    return words
+
+
+def _by_words(explain: ExplainConfig, words: list[str]) -> ExplainConfig:
+    return replace(explain, select=SelectionConfig(rule="words", words=list(words)))
+
+
+def _same_selection(tokens: list[TokenScore], config: ExplainConfig) -> bool:
+    copies = select_tokens([replace(t) for t in tokens], config.select)
+    return [t.selected for t in copies] == [t.selected for t in tokens]
+
+
+def _answer_text(adapter: Adapter, case: SanityCase, explain: ExplainConfig) -> str:
+    """The answer to explain: the case's own, or the model's greedy answer as text."""
+    if case.answer is not None and case.answer.strip():
+        return case.answer
+    texts, special = adapter.token_texts(adapter.generate(case.image, case.question, explain.max_new_tokens))
+    return "".join(t for t, s in zip(texts, special) if not s).strip()
+
+
+class _Run:
+    """The state of one sanity run: the counting adapter, the settings and where progress goes."""
+
+    def __init__(self, adapter: Adapter, explain: ExplainConfig, config: SanityConfig,
+                 report: Callable[[str], None] | None) -> None:
+        self.adapter = CountingAdapter(adapter)
+        self.explain, self.config = explain, config
+        self.report = report or (lambda line: None)
+
+    def explain_map(self, case: SanityCase, answer: str, config: ExplainConfig) -> Explanation:
+        return explain_pair(self.adapter, case.image, case.question, answer=answer, config=config,
+                            pair_id=case.pair_id, bbox=case.bbox)
+
+    def cells(self, saliency: np.ndarray) -> torch.Tensor:
+        """``(h, w)`` means of a map over the mask grid's cells: what the correlations compare."""
+        return cell_means(torch.from_numpy(saliency), mask_grid_shape(saliency.shape, self.explain.optim.mask_size))
+
+    def compare(self, checked: _Checked, saliency: np.ndarray | None) -> dict[str, float | None]:
+        if saliency is None:
+            return {"spearman": None, "top_overlap": None}
+        cells = self.cells(saliency)
+        return {"spearman": spearman(checked.cells, cells),
+                "top_overlap": top_overlap(checked.cells, cells, self.config.top_fraction)}
+
+    # -- one pair: the original map and the reference explainers -----------------------------
+    def check_pair(self, case: SanityCase) -> tuple[dict[str, Any], _Checked | None]:
+        record: dict[str, Any] = {"id": case.pair_id, "folder": case.folder, "question": case.question,
+                                  "bbox": list(case.bbox) if case.bbox else None}
+        try:
+            answer = _answer_text(self.adapter, case, self.explain)
+            before = self.adapter.passes
+            reference = self.explain_map(case, answer, self.explain)
+            record.update(answer=answer, status=reference.status, selected=reference.selected_tokens)
+            if reference.status != EXPLAINED:
+                record["reason"] = "no answer token selected: the model would say the same without the image"
+                return record, None
+            words = selected_words(reference.tokens)
+            # The model-dependent rules (llr, evidence) would select nothing on a randomised model.
+            fixed = self.explain if self.explain.select.rule in ("all", "words") else _by_words(self.explain, words)
+            if not _same_selection(reference.tokens, fixed):
+                before = self.adapter.passes
+                reference = self.explain_map(case, answer, fixed)
+            mask_passes = self.adapter.passes - before
+            record.update(words=words, p_image=reference.p_image, p_baseline=reference.p_baseline,
+                          unstable=reference.unstable)
+            checked = _Checked(case, answer, words, fixed, reference, self.cells(reference.saliency), record,
+                               {"optimised_mask": reference.saliency})
+            record["methods"] = self.methods(checked, mask_passes)
+        except (LvlmHeatError, FloatingPointError) as err:
+            record.update(status="failed", reason=str(err).splitlines()[0])
+            return record, None
+        return record, checked
+
+    def methods(self, checked: _Checked, mask_passes: int) -> dict[str, dict[str, Any]]:
+        """The three explainers' metrics on one pair, with the same curve machinery."""
+        case, reference, optim = checked.case, checked.reference, self.explain.optim
+        answer_ids = self.adapter.encode_answer(checked.answer)
+        selected = torch.tensor([t.selected for t in reference.tokens])
+        baseline = make_baseline(case.image, self.explain.baseline, seed=optim.seed)
+        fills = {"baseline": baseline, "flat": flat_fill(case.image)}
+        scorers: dict[str, MaskExplainer] = {}
+
+        def scorer(fill: str) -> MaskExplainer:  # one processor run per fill actually used
+            if fill not in scorers:
+                prepared = self.adapter.prepare(case.image, fills[fill], case.question, answer_ids)
+                scorers[fill] = MaskExplainer(self.adapter, prepared, selected, optim, reference.p_image,
+                                              reference.p_baseline)
+            return scorers[fill]
+
+        steps, margin = optim.curve_steps, self.explain.curve_margin
+        out = {"optimised_mask": {**map_metrics(None, reference.saliency, case.bbox, steps, margin,
+                                                curves=(reference.deletion, reference.insertion)),
+                                  "passes": mask_passes - 2 * (len(reference.deletion.fractions) - 2),
+                                  "seconds": reference.seconds}}
+        work = work_image(case.image)
+        regions = {"grid_occlusion": (grid_labels(tuple(work.shape[1:]), self.config.grid), self.config.grid_fill),
+                   "superpixel_occlusion": (None, self.config.superpixel_fill)}
+        for name, (labels, fill) in regions.items():
+            start, before = time.perf_counter(), self.adapter.passes
+            if labels is None:
+                labels = slic(work, self.config.segments, self.config.compactness)
+            saliency = image_map(occlusion_map(scorer(fill), labels), reference.saliency.shape)
+            passes, seconds = self.adapter.passes - before, time.perf_counter() - start
+            checked.maps[name] = saliency
+            out[name] = {**map_metrics(scorer("baseline"), saliency, case.bbox, steps, margin), "passes": passes,
+                         "seconds": seconds, "regions": int(labels.max()) + 1, "fill": fill}
+        return out
+
+    # -- re-explanations on the unchanged model ----------------------------------------------
+    def rerun(self, checked: _Checked) -> dict[str, Any]:
+        optim = checked.fixed.optim
+        other_seed = replace(checked.fixed, optim=replace(optim, seed=optim.seed + 1))
+        result = self.explain_map(checked.case, checked.answer, other_seed)
+        checked.maps["rerun"] = result.saliency
+        return self.compare(checked, result.saliency)
+
+    def random_answer(self, checked: _Checked, others: list[_Checked], rng: random.Random) -> dict[str, Any]:
+        """Explain another pair's answer (its own selected words) on this pair's image and question."""
+        donor = next((o for o in others if o.words != checked.words), None)
+        if donor is not None:
+            answer, words, source = donor.answer, donor.words, donor.case.pair_id
+        else:  # one pair only, or every pair explains the same words: shuffle this answer's words
+            pieces = checked.answer.split()
+            shuffled = rng.sample(pieces, len(pieces))
+            if shuffled == pieces and len(set(pieces)) > 1:
+                shuffled = pieces[1:] + pieces[:1]
+            if shuffled == pieces:
+                return {"answer": None, "source": None, "spearman": None, "top_overlap": None,
+                        "reason": "a one-word answer and no other pair to take an answer from"}
+            answer, words, source = " ".join(shuffled), checked.words, "shuffled"
+        try:
+            result = self.explain_map(checked.case, answer, _by_words(checked.fixed, words))
+        except (LvlmHeatError, FloatingPointError) as err:
+            return {"answer": answer, "source": source, "spearman": None, "top_overlap": None,
+                    "reason": str(err).splitlines()[0]}
+        checked.maps["random_answer"] = result.saliency
+        return {"answer": answer, "words": words, "source": source, **self.compare(checked, result.saliency)}
+
+    # -- cascading randomisation ---------------------------------------------------------------
+    def cascade(self, checked: list[_Checked]) -> dict[str, Any]:
+        """Randomise the model from the top down, re-explain every pair at each stage, restore the weights.
+
+        Each pair's record gets ``randomisation``: per stage, the correlation of its map with the original.
+        Returns the cascade's block names (top first) and, per stage, how much of the model it randomised.
+        """
+        model = self.adapter.model
+        first = checked[0]
+        prepared = self.adapter.prepare(first.case.image, first.case.image, first.case.question,
+                                        self.adapter.encode_answer(first.answer))
+        blocks = find_blocks(model, lambda: self.adapter.inner.answer_log_probs(
+            prepared, {k: v[None] for k, v in prepared.image.items()}))
+        if not blocks:
+            raise LvlmHeatError("no block of the model runs in its forward pass: nothing to randomise")
+        every = {id(p): p for p in model.parameters()}
+        total = sum(p.numel() for p in every.values())
+        stages = [(f"top {count}/{len(blocks)} blocks", blocks[:count])
+                  for count in stage_counts(len(blocks), self.config.stages)]
+        if self.config.all_parameters:
+            stages.append(("every parameter", None))
+        generator = torch.Generator().manual_seed(self.config.seed)
+        done: dict[int, torch.nn.Parameter] = {}
+        summary = []
+        with WeightSnapshot(model).kept():
+            for label, chosen in stages:
+                params = every.values() if chosen is None else (p for _, b in chosen for p in b.parameters())
+                fresh = {id(p): p for p in params if id(p) not in done}
+                randomise_(list(fresh.values()), generator)
+                done.update(fresh)
+                summary.append({"stage": label, "blocks": len(blocks) if chosen is None else len(chosen),
+                                "last_block": None if chosen is None else chosen[-1][0],
+                                "parameter_fraction": sum(p.numel() for p in done.values()) / total})
+                line = []
+                for c in checked:
+                    outcome = {"stage": label, **self.restaged(c, label)}
+                    c.record.setdefault("randomisation", []).append(outcome)
+                    line.append(f"{c.case.pair_id} {_number(outcome['spearman'])}")
+                self.report(f"  randomised {label}: rank correlation " + ", ".join(line))
+        return {"cascade": [name for name, _ in blocks], "stages": summary}
+
+    def restaged(self, checked: _Checked, label: str) -> dict[str, Any]:
+        """The same answer tokens re-explained on the model as it is now."""
+        try:
+            result = self.explain_map(checked.case, checked.answer, checked.fixed)
+        except (LvlmHeatError, FloatingPointError) as err:
+            return {"spearman": None, "top_overlap": None, "p_image": None, "reason": str(err).splitlines()[0]}
+        checked.maps[f"randomised {label}"] = result.saliency
+        return {"p_image": result.p_image, **self.compare(checked, result.saliency)}
+
+
+def _number(value: float | None) -> str:
+    return "n/a" if value is None or math.isnan(value) else f"{value:.2f}"
+
+
+def sanity_check(adapter: Adapter, cases: list[SanityCase], explain: ExplainConfig | None = None,
+                 config: SanityConfig | None = None, report: Callable[[str], None] | None = None,
+                 ) -> tuple[list[dict[str, Any]], dict[str, Any] | None, dict[str, dict[str, np.ndarray]]]:
+    """Run every check on ``cases`` with ``adapter``'s model; the model's weights are unchanged afterwards.
+
+    Args:
+        adapter: The loaded model.
+        cases: The pairs.
+        explain: The explanation settings of the original maps (the user's, as for ``train.py``).
+        config: What the checks do.
+        report: Called with one line of progress at a time (e.g. ``print``).
+
+    Returns:
+        One record per pair (metrics of each explainer, the re-run's and the random answer's correlation
+        with the original map, and per randomisation stage), the cascade (``None`` when no pair had a map),
+        and each checked pair's maps ``(H, W)`` by name, keyed by its folder.
+    """
+    explain, config = explain or ExplainConfig(), config or SanityConfig()
+    run = _Run(adapter, explain, config, report)
+    records, checked = [], []
+    for case in cases:
+        record, done = run.check_pair(case)
+        records.append(record)
+        if done is None:
+            run.report(f"[{case.pair_id}] {record['status']}: {record.get('reason', '')}")
+            continue
+        checked.append(done)
+        methods = record["methods"]
+        run.report(f"[{case.pair_id}] {done.answer!r} words {done.words}: " + "; ".join(
+            f"{name} peak {'in' if m['pointing_hit'] else 'out of'} box" if m["pointing_hit"] is not None
+            else f"{name} deletion {m['deletion_auc']:.2f}" for name, m in methods.items()))
+    rng = random.Random(config.seed)
+    for k, done in enumerate(checked):
+        if config.rerun:
+            done.record["rerun"] = run.rerun(done)
+        if config.random_answers:
+            done.record["random_answer"] = run.random_answer(done, checked[k + 1:] + checked[:k], rng)
+    cascade = run.cascade(checked) if checked and (config.stages or config.all_parameters) else None
+    return records, cascade, {done.case.folder: done.maps for done in checked}
