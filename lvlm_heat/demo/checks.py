@@ -8,10 +8,9 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from PIL import Image
 
 from lvlm_heat.demo.families import chat_prompt
-from lvlm_heat.demo.synthetic import HELDOUT_SEED, SCENE_SIZE, SceneObject, ask, make_scene
+from lvlm_heat.demo.synthetic import HELDOUT_SEED, SCENE_SIZE, ask, make_scene, paint_out
 
 
 @torch.no_grad()
@@ -37,18 +36,6 @@ def heldout_accuracy(model, processor, count: int = 300) -> dict[str, float]:
     return {kind: float(np.mean(v)) for kind, v in correct.items()}
 
 
-def _paint_out(image: Image.Image, box: tuple[int, int, int, int], objects: tuple[SceneObject, ...]) -> Image.Image:
-    """``image`` with ``box`` filled by the mean colour of the background (outside every object)."""
-    pixels = np.asarray(image).copy()
-    background = np.ones(pixels.shape[:2], dtype=bool)
-    for obj in objects:
-        left, top, right, bottom = obj.box
-        background[top:bottom, left:right] = False
-    left, top, right, bottom = box
-    pixels[top:bottom, left:right] = pixels[background].mean(0).astype(np.uint8)
-    return Image.fromarray(pixels)
-
-
 @torch.no_grad()
 def evidence_check(model, processor, count: int = 100) -> dict[str, float]:
     """Mean probability of the answer's image word on held-out colour questions, teacher-forced.
@@ -71,12 +58,13 @@ def evidence_check(model, processor, count: int = 100) -> dict[str, float]:
         scene = make_scene(HELDOUT_SEED, 20_000 + i, SCENE_SIZE)
         qa = ask(scene, HELDOUT_SEED, 20_000 + i, kind="color")
         other = next(o for o in scene.objects if o != qa.target)
+        boxes = [o.box for o in scene.objects]
         prompt = chat_prompt(processor, qa.question)
         answer = tokenizer(" " + qa.answer, add_special_tokens=False)["input_ids"]
         for name, image in (
             ("intact", scene.image),
-            ("target_removed", _paint_out(scene.image, qa.target.box, scene.objects)),
-            ("other_removed", _paint_out(scene.image, other.box, scene.objects)),
+            ("target_removed", paint_out(scene.image, qa.target.box, boxes)),
+            ("other_removed", paint_out(scene.image, other.box, boxes)),
         ):
             inputs = dict(processor(images=image, text=prompt, return_tensors="pt"))
             inputs.pop("attention_mask")

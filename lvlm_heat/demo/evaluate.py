@@ -30,7 +30,16 @@ import torch
 from PIL import Image
 
 from lvlm_heat.config import ExplainConfig
-from lvlm_heat.demo.synthetic import HELDOUT_SEED, SCENE_SIZE, GroundedQuestion, Scene, _background, ask, make_scene
+from lvlm_heat.demo.synthetic import (
+    HELDOUT_SEED,
+    SCENE_SIZE,
+    GroundedQuestion,
+    Scene,
+    _background,
+    ask,
+    make_scene,
+    paint_out,
+)
 
 Split = Literal["heldout", "large", "wide", "tall", "crowded"]
 FILLER = frozenset({"the", "is", "a", "object"})
@@ -71,17 +80,6 @@ def make_pair(split: Split, index: int) -> GroundedPair:
         canvas.paste(scene.image, (dx, dy))
         return _moved(scene, qa, canvas, dx, dy, 1.0)
     return _moved(scene, qa, scene.image, 0, 0, 1.0)
-
-
-def paint_out(image: Image.Image, box: tuple[int, int, int, int], keep: list[tuple[int, int, int, int]]) -> Image.Image:
-    """``image`` with ``box`` filled by the mean colour outside every box in ``keep``."""
-    pixels = np.asarray(image).copy()
-    background = np.ones(pixels.shape[:2], dtype=bool)
-    for left, top, right, bottom in keep:
-        background[top:bottom, left:right] = False
-    left, top, right, bottom = box
-    pixels[top:bottom, left:right] = pixels[background].mean(0).astype(np.uint8)
-    return Image.fromarray(pixels)
 
 
 @torch.no_grad()

@@ -151,3 +151,14 @@ def ask(scene: Scene, seed: int, index: int, kind: str | None = None) -> Grounde
     return GroundedQuestion(
         f"What shape is the {target.color} object?", f"the {target.color} object is a {target.shape}", target, kind
     )
+
+
+def paint_out(image: Image.Image, box: tuple[int, int, int, int], objects: list[tuple[int, int, int, int]]) -> Image.Image:
+    """``image`` with ``box`` filled by the mean colour of the background (outside every box of ``objects``)."""
+    pixels = np.asarray(image).copy()
+    background = np.ones(pixels.shape[:2], dtype=bool)
+    for left, top, right, bottom in objects:
+        background[top:bottom, left:right] = False
+    left, top, right, bottom = box
+    pixels[top:bottom, left:right] = pixels[background].mean(0).astype(np.uint8)
+    return Image.fromarray(pixels)
