@@ -113,7 +113,7 @@ def test_command_line_writes_sanity_json(tmp_path):
         assert {"pointing_game", "box_mass", "deletion_auc", "insertion_auc", "passes"} <= set(metrics)
         assert metrics["pairs_with_box"] == 1
     assert [s["stage"] for s in summary["randomisation"]["stages"]] == ["top 1/1 blocks", "every parameter"]
-    assert summary["rerun"]["spearman"]["n"] == 2
+    assert summary["rerun"]["spearman"]["count"] == 2
     assert report["pairs"][0]["random_answer"]["reason"].startswith("a one-word answer")
     assert report["interpretation"] and "NaN" not in (out / "sanity.json").read_text()
     assert set(np.load(out / "maps" / "a.npz")) >= {"optimised_mask", "grid_occlusion", "superpixel_occlusion",

@@ -27,14 +27,14 @@ def summary_row(record: dict[str, Any]) -> dict[str, Any]:
 
 
 def distribution(values: list[float | None]) -> dict[str, float | int | None]:
-    """Median, quartiles, extremes and count of the values given (``None`` entries left out).
+    """Count, mean, median, quartiles and extremes of the finite values given (``None`` and NaN left out).
 
     >>> distribution([0.1, 0.2, 0.3, None, 0.5])
-    {'count': 4, 'median': 0.25, 'q25': 0.175, 'q75': 0.35, 'min': 0.1, 'max': 0.5}
+    {'count': 4, 'mean': 0.275, 'median': 0.25, 'q25': 0.175, 'q75': 0.35, 'min': 0.1, 'max': 0.5}
     """
     kept = sorted(v for v in values if v is not None and math.isfinite(v))
     if not kept:
-        return {"count": 0, "median": None, "q25": None, "q75": None, "min": None, "max": None}
+        return {"count": 0, "mean": None, "median": None, "q25": None, "q75": None, "min": None, "max": None}
 
     def quantile(q: float) -> float:
         position = q * (len(kept) - 1)
@@ -42,8 +42,8 @@ def distribution(values: list[float | None]) -> dict[str, float | int | None]:
         high = min(low + 1, len(kept) - 1)
         return round(kept[low] + (position - low) * (kept[high] - kept[low]), 12)
 
-    return {"count": len(kept), "median": quantile(0.5), "q25": quantile(0.25), "q75": quantile(0.75),
-            "min": kept[0], "max": kept[-1]}
+    return {"count": len(kept), "mean": round(math.fsum(kept) / len(kept), 12), "median": quantile(0.5),
+            "q25": quantile(0.25), "q75": quantile(0.75), "min": kept[0], "max": kept[-1]}
 
 
 def write_summary(run_dir: Path, rows: list[dict[str, Any]], means: dict[str, float], model: str) -> dict[str, Any]:

@@ -11,8 +11,9 @@ the optimised mask localises and ranks evidence better than plain occlusion on t
 from __future__ import annotations
 
 import math
-import statistics
 from typing import Any
+
+from lvlm_heat.reporting.summary import distribution
 
 METHODS = ("optimised_mask", "grid_occlusion", "superpixel_occlusion")
 NAMES = {"optimised_mask": "optimised mask", "grid_occlusion": "grid occlusion",
@@ -20,20 +21,6 @@ NAMES = {"optimised_mask": "optimised mask", "grid_occlusion": "grid occlusion",
 DECORRELATED = 0.5
 """A map whose rank correlation with the original stays above this on a fully randomised model reflects
 the image, not the model."""
-
-
-def stats(values: list[float | None]) -> dict[str, float | int | None]:
-    """Mean, median, extremes and count of the finite ``values`` (``None`` each when there are none).
-
-    Example:
-        >>> stats([1.0, None, 3.0, float("nan"), 2.0])
-        {'mean': 2.0, 'median': 2.0, 'min': 1.0, 'max': 3.0, 'n': 3}
-    """
-    finite = [v for v in values if v is not None and math.isfinite(v)]
-    if not finite:
-        return {"mean": None, "median": None, "min": None, "max": None, "n": 0}
-    return {"mean": statistics.fmean(finite), "median": statistics.median(finite), "min": min(finite),
-            "max": max(finite), "n": len(finite)}
 
 
 def summarise(records: list[dict[str, Any]], cascade: dict[str, Any] | None) -> dict[str, Any]:
@@ -51,12 +38,12 @@ def summarise(records: list[dict[str, Any]], cascade: dict[str, Any] | None) -> 
         methods[name] = {
             "pointing_game": sum(m["pointing_hit"] for m in boxed) / len(boxed) if boxed else None,
             "pairs_with_box": len(boxed),
-            "box_mass": stats([m["box_mass"] for m in boxed]),
-            "deletion_auc": stats([r["methods"][name]["deletion_auc"] for r in stable]),
-            "insertion_auc": stats([r["methods"][name]["insertion_auc"] for r in stable]),
+            "box_mass": distribution([m["box_mass"] for m in boxed]),
+            "deletion_auc": distribution([r["methods"][name]["deletion_auc"] for r in stable]),
+            "insertion_auc": distribution([r["methods"][name]["insertion_auc"] for r in stable]),
             "curve_out_of_range": sum(bool(m["curve_out_of_range"]) for m in rows),
-            "passes": stats([m["passes"] for m in rows]),
-            "seconds": stats([m["seconds"] for m in rows]),
+            "passes": distribution([m["passes"] for m in rows]),
+            "seconds": distribution([m["seconds"] for m in rows]),
         }
     summary: dict[str, Any] = {
         "pairs": len(records),
@@ -68,8 +55,8 @@ def summarise(records: list[dict[str, Any]], cascade: dict[str, Any] | None) -> 
     }
     for key in ("rerun", "random_answer"):
         rows = [r[key] for r in checked if key in r]
-        summary[key] = {"spearman": stats([x["spearman"] for x in rows]),
-                        "top_overlap": stats([x["top_overlap"] for x in rows])} if rows else None
+        summary[key] = {"spearman": distribution([x["spearman"] for x in rows]),
+                        "top_overlap": distribution([x["top_overlap"] for x in rows])} if rows else None
     if summary["random_answer"] is not None:  # another pair's answer, or this answer's words shuffled
         sources = [r["random_answer"]["source"] for r in checked if "random_answer" in r]
         summary["random_answer"]["shuffled"] = sources.count("shuffled")
@@ -78,7 +65,7 @@ def summarise(records: list[dict[str, Any]], cascade: dict[str, Any] | None) -> 
         stages = []
         for k, stage in enumerate(cascade["stages"]):
             rows = [r["randomisation"][k] for r in checked]
-            stages.append({**stage, **{key: stats([x[key] for x in rows]) for key in ("spearman", "top_overlap",
+            stages.append({**stage, **{key: distribution([x[key] for x in rows]) for key in ("spearman", "top_overlap",
                                                                                       "p_image")}})
         summary["randomisation"] = {"cascade": cascade["cascade"], "stages": stages}
     return summary
@@ -152,7 +139,7 @@ def interpretation(summary: dict[str, Any]) -> list[str]:
                      f"(pointing game {_fmt(mask['pointing_game'], percent=True)} vs "
                      f"{_fmt(superpixel['pointing_game'], percent=True)}, box mass {_fmt(mask['box_mass']['mean'])} vs "
                      f"{_fmt(superpixel['box_mass']['mean'])}, over {mask['pairs_with_box']} pairs with a box)")
-    if mask["deletion_auc"]["n"]:
+    if mask["deletion_auc"]["count"]:
         lines.append(f"evidence ranking: deletion AUC {_fmt(mask['deletion_auc']['mean'], 3)} vs "
                      f"{_fmt(superpixel['deletion_auc']['mean'], 3)} (lower is better), insertion AUC "
                      f"{_fmt(mask['insertion_auc']['mean'], 3)} vs {_fmt(superpixel['insertion_auc']['mean'], 3)} "
