@@ -103,7 +103,7 @@ def run(
     if trainer.devices in (1, "1") and accelerator == "auto":  # one process: --device says where
         accelerator = "gpu" if resolve_device(device).type == "cuda" else "cpu"
     dtype = resolve_dtype(precision, torch_device(accelerator))
-    identity = run_identity(model, checkpoint, adapter, dtype, explain, data)
+    identity = run_identity(model, adapter, dtype, explain, data)
     folder = run_dir(output_dir, logs_root)
     launching = launching_process()  # the processes it starts share its folder, lock and identity check
     if launching:
@@ -134,29 +134,31 @@ def torch_device(accelerator: str):
     return torch.device("cpu")
 
 
-def run_identity(model: str, checkpoint: str, adapter: str | None, dtype, explain: ExplainConfig,
-                 data: DataConfig) -> dict[str, Any]:
+def run_identity(model: str, adapter: str | None, dtype, explain: ExplainConfig, data: DataConfig) -> dict[str, Any]:
     """What makes a run's results what they are: recorded in ``run.json``, compared on resume.
 
-    The batch size, devices and progress bars change nothing in the results and are left out.
+    ``model`` is ``--model`` as given: a demo model's name, a hub id or a folder (recorded as its
+    absolute path). The batch size, devices and progress bars change nothing in the results and are
+    left out.
     """
     from importlib.metadata import PackageNotFoundError, version
+
+    from lvlm_heat.demo import DEMO_MODELS
 
     try:
         package = version("lvlm_heat")
     except PackageNotFoundError:
         package = "unknown"
-    local = Path(checkpoint)
+    local = Path(model)
     settings = asdict(explain)
     settings["optim"].pop("batch_size")
     return {
         "lvlm_heat": package,
-        "model": model if model in ("demo", "demo-qwen2-vl") or not local.exists() else str(local.resolve()),
+        "model": model if model in DEMO_MODELS or not local.exists() else str(local.resolve()),
         "adapter": adapter,
         "dtype": str(dtype).removeprefix("torch."),
         "settings": settings,
-        "prompt": {"multiple_choice": data.multiple_choice,
-                   "explain_reference": getattr(data, "explain_reference", False)},
+        "prompt": {"multiple_choice": data.multiple_choice, "explain_reference": data.explain_reference},
     }
 
 

@@ -89,8 +89,7 @@ def explain_pair(
     clock.lap("answer")
     texts, special = adapter.token_texts(answer_ids)
     answer_text = "".join(t for t, s in zip(texts, special) if not s).strip()
-    settings = {"baseline": config.baseline, "max_new_tokens": config.max_new_tokens, "min_gap": config.min_gap,
-                "optim": asdict(config.optim), "select": asdict(config.select)}
+    settings = asdict(config)
     folder = folder or safe_name(pair_id)
     result = Explanation(pair_id, question, answer_text, NOT_GROUNDED, [], model=adapter.name, settings=settings,
                          image_path=image_path, bbox=bbox, folder=folder, reference=reference,
