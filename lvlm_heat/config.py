@@ -21,6 +21,7 @@ from typing import Literal
 BaselineKind = Literal["blur", "blur_table", "black", "noise"]
 Precision = Literal["auto", "fp32", "bf16", "fp16"]
 Rule = Literal["evidence", "llr", "all", "words"]
+Maps = Literal["joint", "per_word"]
 Format = Literal["auto", "jsonl", "json", "csv", "cvbench", "mmvp", "mmstar", "llava_bench"]
 
 
@@ -60,8 +61,9 @@ class OptimConfig:
     """Std of the Gaussian noise added to composites while optimising (normalised pixel units)."""
     tv_sigma: float = 0.01
     """Bandwidth of the bilateral TV's edge weights."""
-    batch_size: int = 16
-    """Composites per forward pass."""
+    batch_size: int | Literal["auto"] = 16
+    """Composites per forward pass; ``auto``: the largest that fits on the GPU, probed once per run
+    (16 on the CPU)."""
     curve_steps: int = 50
     """Steps ``K`` of the deletion and insertion curves."""
     seed: int = 0
@@ -69,8 +71,9 @@ class OptimConfig:
 
     def __post_init__(self) -> None:
         for name in ("iterations", "ig_iter", "mask_size", "batch_size"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"optim.{name} must be at least 1, got {getattr(self, name)}")
+            value = getattr(self, name)
+            if not (isinstance(value, int) and value >= 1) and (name, value) != ("batch_size", "auto"):
+                raise ValueError(f"optim.{name} must be at least 1{' (or auto)' * (name == 'batch_size')}, got {value!r}")
         if self.masks not in (1, 2):
             raise ValueError(f"optim.masks is 1 or 2, got {self.masks}")
         if self.curve_steps < 2:  # one step goes straight from the image to the baseline: no curve to rank by
@@ -116,6 +119,10 @@ class ExplainConfig:
     """Flag pairs whose normalised deletion or insertion curve leaves ``[0, 1]`` by more than this: the
     mask found a perturbation that changes the answer more than removing the evidence does, so the
     AUCs do not mean what they usually mean."""
+    maps: Maps = "joint"
+    """``joint``: one map of all selected tokens (the paper); ``per_word``: also one map per selected word
+    (a word = its selected sub-word tokens), optimised together with the joint map in the same run (each
+    extra word adds the joint map's cost again)."""
     optim: OptimConfig = field(default_factory=OptimConfig)
     """Mask optimisation settings."""
     select: SelectionConfig = field(default_factory=SelectionConfig)
@@ -124,6 +131,8 @@ class ExplainConfig:
     def __post_init__(self) -> None:
         if self.max_new_tokens < 1:
             raise ValueError(f"max_new_tokens must be at least 1, got {self.max_new_tokens}")
+        if self.maps == "per_word" and self.optim.masks != 1:
+            raise ValueError("maps per_word takes one mask per word: use it with optim.masks 1")
 
 
 @dataclass

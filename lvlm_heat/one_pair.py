@@ -31,11 +31,11 @@ from lvlm_heat.data.pairs import Box
 from lvlm_heat.errors import LvlmHeatError
 from lvlm_heat.explainer import MaskExplainer, in_chunks
 from lvlm_heat.geometry import mask_grid_shape, upsample_to_image
-from lvlm_heat.record import EXPLAINED, NOT_GROUNDED, Explanation, TokenScore
+from lvlm_heat.record import EXPLAINED, NOT_GROUNDED, Explanation, TokenScore, WordMap
 from lvlm_heat.reporting.console import quiet_libraries
 from lvlm_heat.reporting.progress import IterationProgress
 from lvlm_heat.reporting.tensorboard import SaliencyImageLogger
-from lvlm_heat.selection import select_tokens, sweep_masks
+from lvlm_heat.selection import select_tokens, selected_words, sweep_masks
 
 
 def explain_pair(
@@ -94,7 +94,7 @@ def explain_pair(
     result = Explanation(pair_id, question, answer_text, NOT_GROUNDED, [], model=adapter.name, settings=settings,
                          image_path=image_path, bbox=bbox, folder=folder, reference=reference,
                          answer_match=answer_matches(answer_text, reference, options) if reference else None,
-                         image_notes=list(image_notes or []))
+                         image_notes=list(image_notes or []), image=image)
     if answer_ids.numel() == 0:
         result.seconds = time.perf_counter() - start
         return result
@@ -103,6 +103,13 @@ def explain_pair(
     with torch.no_grad():
         both = {k: torch.stack([prepared.image[k], prepared.baseline[k]]) for k in prepared.image}
         log_probs = adapter.answer_log_probs(prepared, both).cpu()
+    content = ~torch.tensor(special)
+    no_image = adapter.text_only_log_probs(question, answer_ids)
+    result.reliance = {
+        "log_p_image": float(log_probs[0, content].sum()),
+        "log_p_baseline": float(log_probs[1, content].sum()),
+        "log_p_no_image": None if no_image is None else float(no_image[content].sum()),
+    }
     local = _sweep(adapter, prepared, config) if config.select.rule == "evidence" and config.select.windows else None
     result.tokens = select_tokens(
         [TokenScore(k, texts[k], float(log_probs[0, k]), float(log_probs[1, k]), special[k],
@@ -116,20 +123,43 @@ def explain_pair(
         result.p_image = float(log_probs[0, selected].exp().mean())
         result.p_baseline = float(log_probs[1, selected].exp().mean())
         result.unstable = result.p_image - result.p_baseline < config.min_gap
-        module = MaskExplainer(adapter, prepared, selected, config.optim, result.p_image, result.p_baseline)
+        words = selected_words(result.tokens) if config.maps == "per_word" else []
+        # a word holding every selected token has the joint map; the others get a mask of their own
+        own = [w for w in words if set(w[2]) != set(selected.nonzero().flatten().tolist())]
+        rows = torch.zeros(len(own), len(selected), dtype=torch.bool)
+        for row, (_, _, indices) in zip(rows, own):
+            row[indices] = True
+        word_probs = [(float(log_probs[0, row].exp().mean()), float(log_probs[1, row].exp().mean())) for row in rows]
+        module = MaskExplainer(adapter, prepared, selected, config.optim, result.p_image, result.p_baseline,
+                               words=rows, word_probs=word_probs)
         with _as_rank_zero():
             trainer = _trainer(adapter, log_dir, folder, image, progress, **(trainer_overrides or {}))
             trainer.fit(module, train_dataloaders=DataLoader(range(config.optim.iterations), batch_size=None))
             clock.lap("optimise")
             trainer.test(module, dataloaders=DataLoader([0], batch_size=None), verbose=False)
             clock.lap("curves")
-        mask = module.final_mask().detach().float()
-        result.saliency = (1 - upsample_to_image(mask, prepared.image_size))[0, 0].cpu().numpy().astype(np.float32)
+        result.saliency = _saliency(module.final_mask(), prepared.image_size)
         result.deletion, result.insertion, result.history = module.deletion, module.insertion, module.history
+        if config.maps == "per_word":
+            result.words = []
+            for position, word, indices in words:
+                if any((w[0], w[2]) == (position, indices) for w in own):
+                    k = next(k for k, w in enumerate(own) if (w[0], w[2]) == (position, indices))
+                    saliency = _saliency(module.word_masks()[k : k + 1], prepared.image_size)
+                    curves, probs = module.word_curves[k], word_probs[k]
+                else:  # the joint map
+                    saliency, curves = result.saliency, (result.deletion, result.insertion)
+                    probs = (result.p_image, result.p_baseline)
+                result.words.append(WordMap(position, word, indices, saliency, *curves, *probs))
         result.out_of_range = any(c.leaves_unit_range(config.curve_margin) for c in (result.deletion, result.insertion))
     result.seconds = time.perf_counter() - start
     result.timings = clock.laps
     return result
+
+
+def _saliency(mask: Tensor, image_size: tuple[int, int]) -> np.ndarray:
+    """``1 - M`` of a ``(1, 1, h, w)`` mask, upsampled over the original image: ``(H, W)`` float32."""
+    return (1 - upsample_to_image(mask.detach().float(), image_size))[0, 0].cpu().numpy().astype(np.float32)
 
 
 @torch.no_grad()

@@ -27,6 +27,9 @@ class IGOSNesterov(torch.optim.Optimizer):
         step_size: Relative step ``c``: the largest move of a cell in one step (before momentum).
         lr: Absolute step size; when given, ``step_size`` is ignored.
         momentum: ``m`` in the momentum factor ``i / (i + m)``.
+        independent_slices: Take the relative step's largest gradient per slice of the first dimension
+            (masks optimised side by side for different objectives, such as per-word maps), not over
+            the whole parameter.
 
     Example:
         >>> mask = torch.nn.Parameter(torch.ones(1, 1, 2, 2))
@@ -37,10 +40,12 @@ class IGOSNesterov(torch.optim.Optimizer):
         [0.5, 0.75, 1.0, 1.0]
     """
 
-    def __init__(self, params, step_size: float = 0.3, lr: float | None = None, momentum: float = 5.0) -> None:
+    def __init__(self, params, step_size: float = 0.3, lr: float | None = None, momentum: float = 5.0,
+                 independent_slices: bool = False) -> None:
         if step_size <= 0 or (lr is not None and lr <= 0) or momentum < 0:
             raise ValueError("step_size and lr must be positive and momentum non-negative")
-        super().__init__(params, dict(step_size=step_size, lr=lr, momentum=momentum))
+        defaults = {"step_size": step_size, "lr": lr, "momentum": momentum, "independent_slices": independent_slices}
+        super().__init__(params, defaults)
 
     @torch.no_grad()
     def step(self, closure=None):
@@ -55,13 +60,18 @@ class IGOSNesterov(torch.optim.Optimizer):
                 state = self.state[p]
                 if not state:
                     state["iteration"] = 0
-                    state["peak"] = 0.0
+                    state["peak"] = torch.zeros(())
                     state["previous"] = p.detach().clone()
-                state["peak"] = max(state["peak"], p.grad.abs().max().item())
+                if group["independent_slices"]:
+                    peak = p.grad.abs().flatten(1).amax(1).view(-1, *[1] * (p.dim() - 1))
+                else:
+                    peak = p.grad.abs().max()
+                state["peak"] = torch.maximum(state["peak"].to(peak), peak)
                 if group["lr"] is not None:
                     state["lr"] = group["lr"]
                 else:
-                    state["lr"] = group["step_size"] / state["peak"] if state["peak"] > 0 else group["step_size"]
+                    peak = state["peak"]
+                    state["lr"] = torch.where(peak > 0, group["step_size"] / peak.clamp_min(1e-30), group["step_size"])
                 i = state["iteration"]
                 factor = i / (i + group["momentum"]) if i + group["momentum"] > 0 else 0.0
                 theta = p - state["lr"] * p.grad

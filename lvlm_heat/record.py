@@ -48,6 +48,35 @@ class TokenScore:
 
 
 @dataclass
+class WordMap:
+    """The map of one word of the answer (per-word maps).
+
+    Attributes:
+        position: The word's position among the answer's words (0 = first).
+        word: The word as it appears in the answer.
+        tokens: Indices of its selected tokens.
+        saliency: ``(H, W)`` float32 over the original image, as :attr:`Explanation.saliency`.
+        deletion, insertion: Curves of its mask, scored on its own tokens.
+        p_image, p_baseline: Mean probability of its tokens on I and on B.
+    """
+
+    position: int
+    word: str
+    tokens: list[int]
+    saliency: np.ndarray
+    deletion: Curve
+    insertion: Curve
+    p_image: float
+    p_baseline: float
+
+    @property
+    def file_stem(self) -> str:
+        """``<position>_<word>``, file-name safe: the stem of its ``saliency_*.npy`` and ``overlay_*.png``."""
+        safe = "".join(c if c.isalnum() or c in "-_" else "_" for c in self.word)[:40]
+        return f"{self.position}_{safe}"
+
+
+@dataclass
 class Explanation:
     """The result for one pair.
 
@@ -68,6 +97,10 @@ class Explanation:
             ``normalised``, or ``None`` (no match, or no reference).
         image_notes: What was done to the image file to show it as viewers do (EXIF rotation,
             16-bit scaling, transparency), empty when nothing.
+        words: Per-word maps (``--maps per_word``), ``None`` otherwise.
+        reliance: How much the answer depends on the image at all: the log-probability of the whole
+            answer given the image (``log_p_image``), the baseline (``log_p_baseline``) and no image
+            (``log_p_no_image``, ``None`` where the model cannot answer without one).
     """
 
     pair_id: str
@@ -93,6 +126,42 @@ class Explanation:
     reference: str | None = None
     answer_match: str | None = None
     image_notes: list[str] = field(default_factory=list)
+    words: list[WordMap] | None = None
+    reliance: dict[str, float | None] = field(default_factory=dict)
+    image: Any = field(default=None, repr=False, compare=False)
+    """The explained image (``PIL.Image``, RGB), kept in memory for display; not saved in ``result.json``."""
+
+    def _repr_html_(self) -> str:
+        """Jupyter's display: the overlay, the answer coloured by LLR, the AUCs."""
+        from lvlm_heat.reporting.notebook import explanation_html
+
+        return explanation_html(self)
+
+    def figure(self):
+        """A ``matplotlib.figure.Figure`` of the overlay (and per-word maps); it is not shown."""
+        from lvlm_heat.reporting.notebook import explanation_figure
+
+        return explanation_figure(self)
+
+    @property
+    def correct(self) -> bool | None:
+        """Whether the answer matches the reference (``None`` without a reference)."""
+        return None if self.reference is None else self.answer_match is not None
+
+    @property
+    def answered_without_image(self) -> bool | None:
+        """Whether the model gives the answer at least half as likely without the image as with it,
+        ``p(A | no image) >= 0.5 p(A | I)``: the language prior alone carries it (``None`` when unknown)."""
+        ratio = self.no_image_ratio
+        return None if ratio is None else ratio >= 0.5
+
+    @property
+    def no_image_ratio(self) -> float | None:
+        """``p(A | no image) / p(A | I)`` of the whole answer (``None`` when unknown)."""
+        with_image, without = self.reliance.get("log_p_image"), self.reliance.get("log_p_no_image")
+        if with_image is None or without is None:
+            return None
+        return math.exp(min(without - with_image, 50.0))
 
     @property
     def pointing_hit(self) -> bool | None:
@@ -156,6 +225,19 @@ class Explanation:
             "pointing_hit": self.pointing_hit,
             "box_mass": self.box_mass,
             "curves": {"deletion": curve(self.deletion), "insertion": curve(self.insertion)},
+            "correct": self.correct,
+            "reliance": {**self.reliance, "no_image_ratio": self.no_image_ratio,
+                         "answered_without_image": self.answered_without_image} if self.reliance else None,
+            "words": None if self.words is None else [
+                {"index": w.position, "word": w.word, "tokens": w.tokens,
+                 "saliency": f"saliency_{w.file_stem}.npy", "overlay": f"overlay_{w.file_stem}.png",
+                 "deletion_auc": w.deletion.auc, "insertion_auc": w.insertion.auc,
+                 "p_image": w.p_image, "p_baseline": w.p_baseline,
+                 "pointing_hit": None if self.bbox is None else pointing_hit(torch.from_numpy(w.saliency), self.bbox),
+                 "box_mass": None if self.bbox is None else box_mass(torch.from_numpy(w.saliency), self.bbox),
+                 "curves": {"deletion": curve(w.deletion), "insertion": curve(w.insertion)}}
+                for w in self.words
+            ],
             "history": self.history,
             "seconds": self.seconds,
             "timings": self.timings,

@@ -53,6 +53,37 @@ def _word_spans(texts: list[str], words: list[str]) -> set[int]:
     return chosen
 
 
+def selected_words(tokens: list[TokenScore]) -> list[tuple[int, str, list[int]]]:
+    """The words of the answer that hold selected tokens, each with the selected tokens it is made of.
+
+    A word is a run of letters, digits, apostrophes and hyphens in the answer text; its tokens are the
+    selected tokens that overlap it (a sub-word split counts once per word). Words whose selected
+    tokens are the same (one token spanning two words) are merged.
+
+    Returns:
+        ``(k, word, token indices)`` per word, ``k`` its position among the answer's words.
+
+    Example:
+        >>> toks = [TokenScore(i, t, 0.0, 0.0, False, selected=s)
+        ...         for i, (t, s) in enumerate([(" the", False), (" umb", True), ("rella", True), (" is", False),
+        ...                                     (" red", True), (".", False)])]
+        >>> selected_words(toks)
+        [(1, 'umbrella', [1, 2]), (3, 'red', [4])]
+    """
+    texts = [t.text for t in tokens]
+    starts = [0]
+    for text in texts:
+        starts.append(starts[-1] + len(text))
+    words: dict[tuple[int, ...], tuple[int, str]] = {}
+    for k, match in enumerate(re.finditer(r"\w(?:[\w'-]*\w)?", "".join(texts))):
+        overlap = tuple(t.index for t, first, end in zip(tokens, starts, starts[1:])
+                        if t.selected and first < match.end() and end > match.start())
+        if overlap:
+            position, name = words.get(overlap, (k, ""))
+            words[overlap] = (position, f"{name} {match.group()}".strip())
+    return sorted((position, name, list(indices)) for indices, (position, name) in words.items())
+
+
 def sweep_masks(cells: tuple[int, int], windows: int) -> Tensor:
     """Keep-masks of the ``evidence`` rule's sweep: ``(windows ** 2, 1, h, w)``, 0 on one region each.
 

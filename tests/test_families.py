@@ -177,3 +177,18 @@ def test_train_py_runs_every_measured_family(family, request, tmp_path):
     assert record["status"] == "explained" and record["deletion_auc"] is not None
     assert np.load(out / "street" / "saliency.npy").shape == (45, 70)
     assert record["history"][0]["mask_mean"] < 1.0  # the mask moved
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_the_answer_is_scored_without_the_image_where_the_model_allows(family, request):
+    adapter = _adapters(request.getfixturevalue(family))[0]
+    ids = adapter.encode_answer(ANSWER)
+    scores = adapter.text_only_log_probs(QUESTION, ids)
+    if family == "tiny_paligemma":  # its processor needs an image
+        assert scores is None
+        return
+    assert scores is not None and scores.shape == ids.shape
+    assert torch.isfinite(scores).all() and (scores <= 0).all()
+    prepared = _prepare(adapter, textured_image(40, 40))
+    with_image = adapter.answer_log_probs(prepared, {k: v[None] for k, v in prepared.image.items()})[0]
+    assert not torch.allclose(scores, with_image.cpu(), atol=1e-4)  # another context: the image is not in it

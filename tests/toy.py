@@ -80,6 +80,30 @@ def red_box_scene(size: int = 64, box: tuple[int, int, int, int] = (36, 8, 56, 2
     return Image.fromarray(pixels)
 
 
+class ColourWordsAdapter(RedBoxAdapter):
+    """Answer "red green": "red" depends only on the redness inside ``red_box``, "green" only on the
+    greenness inside ``green_box`` (the red and green squares of :func:`red_box_scene`)."""
+
+    def __init__(self, red_box=(36, 8, 56, 28), green_box=(6, 40, 24, 58)) -> None:
+        self.boxes, self.name = (red_box, green_box), "colour-words toy"
+        self.model = nn.Linear(1, 1).requires_grad_(False)  # the device and dtype
+
+    def generate(self, image, question, max_new_tokens):
+        return torch.tensor([0, 1])
+
+    def token_texts(self, answer_ids):
+        return [" red", " green"], [False, False]
+
+    def answer_log_probs(self, prepared, pixels):
+        images = pixels["pixels"].flatten(0, 1)
+        scores = []
+        for channel, (left, top, right, bottom) in enumerate(self.boxes):
+            region = images[:, :, top:bottom, left:right]
+            others = region[:, [c for c in range(3) if c != channel]].mean(1)
+            scores.append(F.logsigmoid(20 * ((region[:, channel] - others).mean((-1, -2)) - 0.3)))
+        return torch.stack(scores, dim=1)
+
+
 class TwoEncoderNet(nn.Module):
     """A research-style model outside ``transformers`` with two vision encoders.
 

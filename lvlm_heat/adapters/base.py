@@ -15,6 +15,7 @@ not batch by concatenating the processor's tensors, :meth:`HFAdapter.batch_input
 
 from __future__ import annotations
 
+import logging
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
@@ -25,6 +26,8 @@ from torch import Tensor
 
 from lvlm_heat.errors import LvlmHeatError
 from lvlm_heat.geometry import ViewWindow
+
+log = logging.getLogger(__name__)
 
 # Processor outputs aligned with the tokens (one value per prompt token), extended over the answer.
 TOKEN_ALIGNED = ("token_type_ids", "mm_token_type_ids")
@@ -157,6 +160,11 @@ class Adapter(ABC):
     def token_texts(self, answer_ids: Tensor) -> tuple[list[str], list[bool]]:
         """The text each answer token contributes (concatenated: the answer) and whether it is special."""
 
+    def text_only_log_probs(self, question: str, answer_ids: Tensor) -> Tensor | None:
+        """``(T,)`` log-probabilities of the answer tokens given the question without any image, or
+        ``None`` where the model cannot answer without one (the default)."""
+        return None
+
 
 class HFAdapter(Adapter):
     """A Hugging Face model with its processor and chat template; geometry left to the family.
@@ -213,9 +221,11 @@ class HFAdapter(Adapter):
                 module.training = True
 
     # -- text -----------------------------------------------------------------------------
-    def chat_prompt(self, question: str) -> str:
-        """The prompt up to where the assistant's answer starts, from the processor's chat template."""
-        conversation = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": question}]}]
+    def chat_prompt(self, question: str, image: bool = True) -> str:
+        """The prompt up to where the assistant's answer starts, from the processor's chat template
+        (``image=False``: the same conversation without the image)."""
+        content = [{"type": "image"}] if image else []
+        conversation = [{"role": "user", "content": [*content, {"type": "text", "text": question}]}]
         if getattr(self.processor, "chat_template", None):
             try:
                 return self.processor.apply_chat_template(conversation, add_generation_prompt=True)
@@ -223,8 +233,8 @@ class HFAdapter(Adapter):
                 return self.tokenizer.apply_chat_template(
                     conversation, chat_template=self.processor.chat_template, add_generation_prompt=True, tokenize=False
                 )
-        token = getattr(self.processor, "image_token", "<image>")
-        return f"USER: {token}\n{question} ASSISTANT:"
+        token = getattr(self.processor, "image_token", "<image>") + "\n" if image else ""
+        return f"USER: {token}{question} ASSISTANT:"
 
     def encode_answer(self, answer: str) -> Tensor:
         ids = self.tokenizer(" " + answer.strip(), add_special_tokens=False)["input_ids"]
@@ -343,6 +353,22 @@ class HFAdapter(Adapter):
         logits = self.model(**inputs, logits_to_keep=steps, use_cache=False).logits[:, -steps:].float()
         targets = prepared.answer_ids.expand(count, steps)
         return logits.log_softmax(-1).gather(-1, targets[..., None]).squeeze(-1)
+
+    @torch.no_grad()
+    def text_only_log_probs(self, question: str, answer_ids: Tensor) -> Tensor | None:
+        """The answer scored after the chat prompt without the image; ``None`` where the processor or
+        the model refuses a prompt without one (PaliGemma, say)."""
+        try:
+            prompt = self.processor(text=self.chat_prompt(question, image=False), return_tensors="pt")["input_ids"]
+            answer = answer_ids.to(prompt)
+            input_ids = self._to_device(torch.cat([prompt, answer[None, :-1]], dim=1))
+            steps = answer.numel()
+            logits = self.model(input_ids=input_ids, attention_mask=torch.ones_like(input_ids), logits_to_keep=steps,
+                                use_cache=False).logits[:, -steps:].float()
+        except Exception as error:  # noqa: BLE001 - any refusal means: this model needs an image
+            log.info("no text-only score for %s: %s", self.name or type(self).__name__, error)
+            return None
+        return logits.log_softmax(-1)[0].gather(-1, self._to_device(answer)[:, None]).squeeze(-1).cpu()
 
     def context_length(self) -> int | None:
         """The most tokens the language model takes (``max_position_embeddings``), if its config says."""

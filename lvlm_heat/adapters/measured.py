@@ -365,7 +365,11 @@ class PaliGemmaAdapter(MeasuredAdapter):
 
     model_types = ("paligemma",)
 
-    def chat_prompt(self, question: str) -> str:
+    def chat_prompt(self, question: str, image: bool = True) -> str:
         if getattr(self.processor, "chat_template", None):
-            return super().chat_prompt(question)
-        return f"{self.processor.image_token}{question}"
+            return super().chat_prompt(question, image)
+        return f"{self.processor.image_token if image else ''}{question}"
+
+    def text_only_log_probs(self, question: str, answer_ids: Tensor) -> Tensor | None:
+        """``None``: PaliGemma's processor requires an image (and its prefix-LM, the image's token types)."""
+        return None

@@ -1,0 +1,98 @@
+"""Per-word maps (``--maps per_word``): one mask per selected word beside the joint one, in one run."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from toy import ColourWordsAdapter, red_box_scene
+
+from lvlm_heat.config import ExplainConfig, OptimConfig, SelectionConfig
+from lvlm_heat.one_pair import explain_pair
+from lvlm_heat.reporting.outputs import write_pair_outputs
+
+RED, GREEN = (36, 8, 56, 28), (6, 40, 24, 58)
+
+
+def _peak_in(saliency: np.ndarray, box) -> bool:
+    row, col = np.unravel_index(saliency.argmax(), saliency.shape)
+    left, top, right, bottom = box
+    return left <= col < right and top <= row < bottom
+
+
+def _explain(maps: str):
+    config = ExplainConfig(maps=maps, optim=OptimConfig(mask_size=16, iterations=5),
+                           select=SelectionConfig(rule="all"))
+    return explain_pair(ColourWordsAdapter(RED, GREEN), red_box_scene(box=RED), "Which colours?", config=config,
+                        bbox=RED)
+
+
+@pytest.fixture(scope="module")
+def joint_and_per_word():
+    return _explain("joint"), _explain("per_word")
+
+
+def test_each_word_map_peaks_on_its_own_object(joint_and_per_word):
+    _, result = joint_and_per_word
+    assert [(w.position, w.word, w.tokens) for w in result.words] == [(0, "red", [0]), (1, "green", [1])]
+    red, green = result.words
+    assert _peak_in(red.saliency, RED) and _peak_in(green.saliency, GREEN)
+    assert red.saliency[RED[1]:RED[3], RED[0]:RED[2]].mean() > red.saliency[GREEN[1]:GREEN[3], GREEN[0]:GREEN[2]].mean() + 0.2
+    assert green.saliency[GREEN[1]:GREEN[3], GREEN[0]:GREEN[2]].mean() > green.saliency[RED[1]:RED[3], RED[0]:RED[2]].mean() + 0.2
+    for word in result.words:  # each scored on its own token: deletion destroys it, insertion restores it
+        assert word.deletion.auc < 0.35 < 0.65 < word.insertion.auc
+
+
+def test_the_joint_map_is_the_one_a_joint_run_makes(joint_and_per_word):
+    joint, per_word = joint_and_per_word
+    assert joint.words is None
+    np.testing.assert_allclose(per_word.saliency, joint.saliency, atol=1e-4)
+    assert per_word.deletion_auc == pytest.approx(joint.deletion_auc, abs=1e-4)
+    assert per_word.insertion_auc == pytest.approx(joint.insertion_auc, abs=1e-4)
+    for a, b in zip(joint.history, per_word.history):
+        assert a["deletion"] == pytest.approx(b["deletion"], rel=1e-4, abs=1e-5)
+        assert a["total"] == pytest.approx(b["total"], rel=1e-4, abs=1e-5)
+    assert {"word0/deletion", "word1/insertion", "word1/total"} <= set(per_word.history[0])
+
+
+def test_word_files_and_record(joint_and_per_word, tmp_path):
+    _, result = joint_and_per_word
+    record = write_pair_outputs(tmp_path, red_box_scene(box=RED), result)
+    assert json.loads((tmp_path / "result.json").read_text())["words"] == json.loads(json.dumps(record["words"]))
+    for entry, word in zip(record["words"], result.words):
+        assert entry["word"] == word.word and entry["tokens"] == word.tokens
+        np.testing.assert_array_equal(np.load(tmp_path / entry["saliency"]), word.saliency)
+        assert (tmp_path / entry["overlay"]).stat().st_size > 0
+        assert entry["deletion_auc"] == pytest.approx(word.deletion.auc)
+    assert [e["pointing_hit"] for e in record["words"]] == [True, False]  # bbox is the red square
+    assert (tmp_path / "words.png").stat().st_size > 0
+
+
+def test_a_word_holding_every_selected_token_reuses_the_joint_map():
+    config = ExplainConfig(maps="per_word", optim=OptimConfig(mask_size=16, iterations=2),
+                           select=SelectionConfig(rule="words", words=["green"]))
+    result = explain_pair(ColourWordsAdapter(RED, GREEN), red_box_scene(box=RED), "Which colours?", config=config)
+    assert [w.word for w in result.words] == ["green"]
+    assert result.words[0].saliency is result.saliency
+    assert _peak_in(result.saliency, GREEN)
+
+
+def test_per_word_needs_the_single_mask():
+    with pytest.raises(ValueError, match="masks 1"):
+        ExplainConfig(maps="per_word", optim=OptimConfig(masks=2))
+
+
+def test_independent_slices_step_each_mask_by_its_own_largest_gradient():
+    import torch
+
+    from lvlm_heat.optim import IGOSNesterov
+
+    moves = []
+    for independent in (False, True):
+        mask = torch.nn.Parameter(torch.ones(2, 1, 1, 2))
+        mask.grad = torch.tensor([[[[4.0, 2.0]]], [[[0.1, 0.05]]]])
+        IGOSNesterov([mask], step_size=0.5, independent_slices=independent).step()
+        moves.append((1 - mask.detach()).flatten().tolist())
+    assert moves[0] == pytest.approx([0.5, 0.25, 0.0125, 0.00625], abs=1e-6)  # one scale: the small slice barely moves
+    assert moves[1] == pytest.approx([0.5, 0.25, 0.5, 0.25], abs=1e-6)  # each slice moved by its own scale
