@@ -96,3 +96,29 @@ def test_independent_slices_step_each_mask_by_its_own_largest_gradient():
         moves.append((1 - mask.detach()).flatten().tolist())
     assert moves[0] == pytest.approx([0.5, 0.25, 0.0125, 0.00625], abs=1e-6)  # one scale: the small slice barely moves
     assert moves[1] == pytest.approx([0.5, 0.25, 0.5, 0.25], abs=1e-6)  # each slice moved by its own scale
+
+
+@pytest.mark.parametrize("model", ["demo", pytest.param("demo-qwen2-vl", marks=pytest.mark.slow)])
+def test_demo_model_colour_word_map_lands_on_its_object(model):
+    """Each demo model on "What color is the triangle?" -> "the triangle is green", words 'triangle' and
+    'green' explained: the colour word's own map peaks on the triangle, and the joint map is a joint run's."""
+    import json as _json
+
+    from PIL import Image
+
+    from lvlm_heat.adapters import load_adapter
+    from lvlm_heat.demo import DEMO_MODELS, DEMO_PAIRS
+
+    pair = [_json.loads(line) for line in DEMO_PAIRS.read_text().splitlines()][2]
+    image = Image.open(DEMO_PAIRS.parent / pair["image"])
+    adapter = load_adapter(str(DEMO_MODELS[model]), precision="fp32", device="cpu")
+    results = [
+        explain_pair(adapter, image, pair["question"], bbox=tuple(pair["bbox"]),
+                     config=ExplainConfig(maps=maps, select=SelectionConfig(rule="words", words=["triangle", "green"])))
+        for maps in ("joint", "per_word")
+    ]
+    joint, per_word = results
+    assert per_word.answer == "the triangle is green"
+    assert [w.word for w in per_word.words] == ["triangle", "green"]
+    assert _peak_in(per_word.words[1].saliency, pair["bbox"])
+    np.testing.assert_allclose(per_word.saliency, joint.saliency, atol=1e-3)
