@@ -16,6 +16,7 @@ from typing import Any
 from PIL import Image
 
 from lvlm_heat.adapters import load_adapter
+from lvlm_heat.batch_size import with_batch_size
 from lvlm_heat.config import ExplainConfig, Precision
 from lvlm_heat.data import open_image
 from lvlm_heat.demo import DEMO_MODELS
@@ -91,6 +92,7 @@ class Explainer:
             image, notes = open_image(path)
         pair_id = pair_id or (path.stem if path else content_id(image, question, answer))
         folder = Path(output_dir) if output_dir is not None else None
+        self.config = with_batch_size(self.adapter, self.config, image, question)  # auto: probed on the first pair
         result = explain_pair(
             self.adapter, image, question, answer=answer, config=self.config, pair_id=pair_id, log_dir=folder,
             image_path=str(path) if path else None, image_notes=notes, trainer_overrides=trainer_overrides or None,

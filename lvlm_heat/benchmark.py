@@ -2,21 +2,34 @@
 
 For one pair it measures, in one run:
 
-- the full method: wall time of the optimisation and of the two curves, per iteration and per
-  pair, with the composites evaluated in batches of ``batch_size``;
-- the bare model: the same number of composites as plain batched forward + backward passes
-  (optimisation) and forward passes (curves) at the same batch size, with nothing else;
-- the same method evaluating one composite at a time (``batch_size 1``).
+- the full method: wall time per pair and per phase (answer, prepare = the token selection's passes,
+  optimise, curves), with the composites evaluated in batches of ``batch_size``;
+- the bare model: the same composites as plain forward + backward passes (optimisation) and forward
+  passes (curves), in the same batches (each iteration's and each curve's composites cut in chunks of
+  ``batch_size``), with nothing else;
+- the same method evaluating one composite at a time (``batch_size 1``);
+- the model FLOPs of one composite's forward and forward + backward pass, counted by
+  ``torch.utils.flop_counter`` (matrix products and attention; the backward reaches the pixels,
+  not the frozen weights), hence the FLOP/s achieved and its share of the GPU's peak;
+- peak GPU memory (``torch.cuda.max_memory_allocated``) and the process's peak resident memory.
 
-``overhead_ratio`` = full method / bare model passes (everything that is not the model);
+``overhead_ratio`` = optimise + curves / bare model passes (everything that is not the model);
 ``speedup_vs_sequential`` = one-at-a-time / batched. The last line printed is one JSON object.
+
+``--random_weights llava-1.5-7b`` (or ``qwen2.5-vl-7b``, ``internvl3-8b``, or the hub id) measures a
+model of that released checkpoint's shape with random weights, built and saved to a temporary folder
+and loaded like the checkpoint (:mod:`lvlm_heat.shapes`): nothing is downloaded. ``--layers`` and
+``--width_divisor`` shrink it (CPU tests).
 """
 
 from __future__ import annotations
 
+import gc
 import json
+import logging
 import resource
 import statistics
+import tempfile
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -26,10 +39,23 @@ import torch
 from lvlm_heat.adapters.base import HFAdapter
 from lvlm_heat.api import Explainer
 from lvlm_heat.baseline import make_baseline
+from lvlm_heat.batch_size import with_batch_size
 from lvlm_heat.config import DataConfig, ExplainConfig, Precision, SelectionConfig
 from lvlm_heat.data import load_image, read_dataset
+from lvlm_heat.errors import LvlmHeatError
 from lvlm_heat.geometry import mask_grid_shape
 from lvlm_heat.one_pair import explain_pair
+
+log = logging.getLogger(__name__)
+
+PEAK_FLOPS = (  # dense bf16 / fp16 tensor-core FLOP/s from the vendors' data sheets; the first name that matches
+    ("H100 PCIe", 756e12),
+    ("H100", 989e12),
+    ("H200", 989e12),
+    ("A100", 312e12),
+    ("L40S", 362e12),
+)
+NOT_ON_CPU = "n/a on CPU"
 
 
 def _sync(device: torch.device) -> None:
@@ -37,14 +63,16 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def bare_passes(adapter: HFAdapter, prepared, composites: int, batch_size: int, backward: bool) -> float:
-    """Seconds for ``composites`` plain model passes in chunks of ``batch_size``."""
+def bare_passes(adapter: HFAdapter, prepared, composites: int | list[int], batch_size: int, backward: bool) -> float:
+    """Seconds for plain model passes over ``composites`` (a count, or the counts of the method's
+    successive calls, each cut in chunks of ``batch_size`` as the method cuts them)."""
     steps = prepared.answer_ids.numel()
     device = adapter.device
+    calls = [composites] if isinstance(composites, int) else composites
+    chunks = [min(batch_size, total - first) for total in calls for first in range(0, total, batch_size)]
     _sync(device)
     start = time.perf_counter()
-    for first in range(0, composites, batch_size):
-        count = min(batch_size, composites - first)
+    for count in chunks:
         pixels = {k: v.expand(count, *v.shape).clone().requires_grad_(backward) for k, v in prepared.image.items()}
         with torch.set_grad_enabled(backward):
             logits = adapter.model(**adapter.batch_inputs(prepared, pixels, count), logits_to_keep=steps, use_cache=False).logits
@@ -54,9 +82,31 @@ def bare_passes(adapter: HFAdapter, prepared, composites: int, batch_size: int, 
     return time.perf_counter() - start
 
 
-def _peak_memory_mb(device: torch.device) -> float:
-    if device.type == "cuda":
-        return torch.cuda.max_memory_allocated(device) / 2**20
+def pass_flops(adapter: HFAdapter, prepared, backward: bool) -> int:
+    """Model FLOPs of one composite's forward pass (and backward to the pixels), as torch counts them."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    counter = FlopCounterMode(display=False)
+    with counter:
+        bare_passes(adapter, prepared, 1, 1, backward)
+    return counter.get_total_flops()
+
+
+def peak_flops(device: torch.device, dtype: torch.dtype) -> float | str:
+    """The device's dense half-precision peak FLOP/s (:data:`PEAK_FLOPS`), or why there is none."""
+    if device.type != "cuda":
+        return NOT_ON_CPU
+    if dtype not in (torch.bfloat16, torch.float16):
+        return f"n/a for {str(dtype).removeprefix('torch.')} (table holds bf16 / fp16 peaks)"
+    name = torch.cuda.get_device_name(device)
+    return next((peak for key, peak in PEAK_FLOPS if key in name), f"n/a (no peak known for {name})")
+
+
+def _peak_gpu_memory_mb(device: torch.device) -> float | str:
+    return torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else NOT_ON_CPU
+
+
+def _peak_host_memory_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
 
 
@@ -71,71 +121,145 @@ def benchmark(
     device: str = "auto",
     precision: Precision = "auto",
     gradient_checkpointing: bool = False,
+    random_weights: str | None = None,
+    layers: int | None = None,
+    width_divisor: int = 1,
+    image_size: tuple[int, int] | None = None,
+    memory_limit_gb: float | None = None,
 ) -> dict:
     """Time one pair (default: the first demo pair) with the full method and with bare model passes.
 
     Args:
-        model: Hub id, local folder or ``demo``.
+        model: Hub id, local folder or ``demo`` (ignored with ``--random_weights``).
         image: Image of the pair; default the first demo pair's.
         question: Its question.
         answer: Fixed answer; default the model's own.
         explain: The explanation settings, as for ``train.py`` (``--optim.batch_size``, ...); every
-            answer token is explained, since the cost does not depend on which.
-        repeats: Timed repetitions; medians are reported.
-        sequential: Also time one composite at a time (slow on large models).
+            answer token is explained in one joint map (rule ``all``, maps ``joint``), since the cost
+            does not depend on which (per-word maps multiply the optimisation by 1 + the words).
+        repeats: Timed repetitions of the batched method and of the bare passes; medians are reported.
+        sequential: Also time one composite at a time, once (slow on large models).
         device: ``auto``, ``cpu``, ``cuda``.
         precision: ``auto``, ``fp32``, ``bf16``, ``fp16``.
         gradient_checkpointing: Recompute activations in the backward pass.
+        random_weights: Measure a model of this released checkpoint's shape with random weights instead
+            of ``model``: ``llava-1.5-7b``, ``qwen2.5-vl-7b``, ``internvl3-8b`` or the hub id (nothing is
+            downloaded; the weights go to a temporary folder, 15 GB for a 7B model in bf16).
+        layers: With ``random_weights``: at most this many layers in every tower.
+        width_divisor: With ``random_weights``: every tower this many times narrower.
+        image_size: ``[width, height]`` to resize the image to first (the cost of dynamic-resolution
+            models depends on it).
+        memory_limit_gb: Behave as on a GPU with this much memory: the process may allocate no more
+            (``torch.cuda.set_per_process_memory_fraction``), so ``--optim.batch_size auto`` and the
+            out-of-memory fallback find what fits there.
     """
+    from lvlm_heat.adapters import resolve_device
+
+    if memory_limit_gb is not None and resolve_device(device).type != "cuda":
+        raise LvlmHeatError("--memory_limit_gb limits GPU memory: it needs a CUDA device")
     if image is None:
         pair = read_dataset(DataConfig())[0]
         image, question = pair.image, question or pair.question
     picture = load_image(image)
-    explainer = Explainer(model, device=device, precision=precision, gradient_checkpointing=gradient_checkpointing)
+    if image_size is not None:
+        picture = picture.resize(tuple(image_size))
+    with tempfile.TemporaryDirectory(prefix="lvlm_heat_random_") as folder:
+        name = str(model)
+        if random_weights is not None:
+            model, name = _random_checkpoint(random_weights, folder, layers, width_divisor, device, precision)
+        explainer = Explainer(model, device=device, precision=precision, gradient_checkpointing=gradient_checkpointing)
     adapter = explainer.adapter
-    config = replace(explain or ExplainConfig(), select=SelectionConfig(rule="all"))
-    optim = config.optim
-    iterations, ig_iter, batch_size = optim.iterations, optim.ig_iter, optim.batch_size
+    if memory_limit_gb is not None:
+        total = torch.cuda.get_device_properties(adapter.device).total_memory
+        torch.cuda.set_per_process_memory_fraction(min(1.0, memory_limit_gb * 2**30 / total), adapter.device)
+    report = measure(adapter, picture, question, answer, explain, repeats, sequential, name)
+    if memory_limit_gb is not None:
+        report["memory_limit_gb"] = memory_limit_gb
+    return report
 
-    def method(cfg: ExplainConfig) -> dict[str, float]:
-        runs = [explain_pair(adapter, picture, question, answer=answer, config=cfg) for _ in range(repeats)]
-        return {
-            key: statistics.median(r.seconds if key == "pair" else r.timings[key] for r in runs)
-            for key in ("pair", "optimise", "curves")
-        }
+
+def _random_checkpoint(shape: str, folder: str, layers: int | None, width_divisor: int, device: str,
+                       precision: Precision) -> tuple[str, str]:
+    """Save a random checkpoint of ``shape`` in the run's dtype on its device; its folder and a description."""
+    from lvlm_heat.adapters import resolve_device, resolve_dtype
+    from lvlm_heat.shapes import Resize, find_shape, save_random_checkpoint
+
+    found = find_shape(shape)
+    target = resolve_device(device)
+    start = time.perf_counter()
+    save_random_checkpoint(found.name, folder, Resize(layers, width_divisor), resolve_dtype(precision, target), target)
+    gc.collect()
+    if target.type == "cuda":
+        torch.cuda.empty_cache()
+    log.warning("random %s saved to %s in %.0f s", found.checkpoint, folder, time.perf_counter() - start)
+    resized = "".join([f", {layers} layers" if layers else "", f", 1/{width_divisor} width" if width_divisor > 1 else ""])
+    return folder, f"{found.checkpoint} (random weights{resized})"
+
+
+def measure(adapter: HFAdapter, picture, question: str, answer: str | None, explain: ExplainConfig | None,
+            repeats: int, sequential: bool, name: str) -> dict:
+    """The benchmark's figures for one loaded model and one pair (see the module docstring)."""
+    config = replace(explain or ExplainConfig(), select=SelectionConfig(rule="all"), maps="joint")
+    start = time.perf_counter()
+    resolved = with_batch_size(adapter, config, picture, question)
+    probe_seconds = time.perf_counter() - start
+    optim = resolved.optim
+
+    def method(cfg: ExplainConfig, runs: int) -> dict[str, float]:
+        results = [explain_pair(adapter, picture, question, answer=answer, config=cfg) for _ in range(runs)]
+        phases = {f"seconds_{key}": statistics.median(r.timings[key] for r in results) for key in results[0].timings}
+        return {"seconds_per_pair": statistics.median(r.seconds for r in results), **phases}
 
     explain_pair(adapter, picture, question, answer=answer,
-                 config=replace(config, optim=replace(optim, iterations=1, curve_steps=4)))  # warm-up
+                 config=replace(resolved, optim=replace(optim, iterations=1, curve_steps=4)))  # warm-up
     if adapter.device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(adapter.device)
-    batched = method(config)
-    peak = _peak_memory_mb(adapter.device)
+    batched = method(resolved, repeats)
+    gpu_peak = _peak_gpu_memory_mb(adapter.device)
 
     answer_ids = adapter.encode_answer(answer) if answer else adapter.generate(picture, question, config.max_new_tokens)
     prepared = adapter.prepare(picture, make_baseline(picture, config.baseline), question, answer_ids)
-    optimise_composites = iterations * 2 * ig_iter
-    curve_composites = 2 * (min(optim.curve_steps, mask_cells(picture, optim.mask_size)) - 1)
-    bare_fb = statistics.median(bare_passes(adapter, prepared, optimise_composites, batch_size, True) for _ in range(repeats))
-    bare_f = statistics.median(bare_passes(adapter, prepared, curve_composites, batch_size, False) for _ in range(repeats))
-    method_seconds = batched["optimise"] + batched["curves"]
+    per_iteration = 2 * optim.masks * optim.ig_iter
+    per_curve = min(optim.curve_steps, mask_cells(picture, optim.mask_size)) - 1
+    optimise_composites, curve_composites = optim.iterations * per_iteration, 2 * per_curve
+    bare_fb = statistics.median(bare_passes(adapter, prepared, [per_iteration] * optim.iterations, optim.batch_size,
+                                            True) for _ in range(repeats))
+    bare_f = statistics.median(bare_passes(adapter, prepared, [per_curve] * 2, optim.batch_size, False)
+                               for _ in range(repeats))
+    method_seconds = batched["seconds_optimise"] + batched["seconds_curves"]
+    flops = optimise_composites * pass_flops(adapter, prepared, True) + curve_composites * pass_flops(adapter, prepared, False)
+    peak = peak_flops(adapter.device, adapter.dtype)
+    achieved = flops / method_seconds
     report = {
-        "model": str(model),
+        "model": name,
+        "parameters": sum(p.numel() for p in adapter.model.parameters()),
         "device": str(adapter.device),
+        "device_name": torch.cuda.get_device_name(adapter.device) if adapter.device.type == "cuda" else "cpu",
         "dtype": str(adapter.dtype).replace("torch.", ""),
-        "batch_size": batch_size,
+        "image_size": f"{picture.width}x{picture.height}",
+        "tokens": prepared.text["input_ids"].shape[1],
+        "answer_tokens": prepared.answer_ids.numel(),
+        "batch_size": optim.batch_size,
+        "batch_size_chosen_by": "probe" if config.optim.batch_size == "auto" else "setting",
+        "batch_size_probe_seconds": probe_seconds,
         "composites": optimise_composites + curve_composites,
-        "seconds_per_iteration": batched["optimise"] / iterations,
-        "seconds_optimise": batched["optimise"],
-        "seconds_curves": batched["curves"],
-        "seconds_per_pair": batched["pair"],
+        "seconds_per_iteration": batched["seconds_optimise"] / optim.iterations,
+        **batched,
         "bare_seconds_forward_backward": bare_fb,
         "bare_seconds_forward": bare_f,
         "overhead_ratio": method_seconds / (bare_fb + bare_f),
-        "peak_memory_mb": peak,
+        "flops_per_pair": flops,
+        "achieved_flops_per_second": achieved,
+        "peak_flops_per_second": peak,
+        "share_of_peak": achieved / peak if isinstance(peak, float) else peak,
+        "peak_gpu_memory_mb": gpu_peak,
+        "peak_host_memory_mb": _peak_host_memory_mb(),
     }
+    if config.optim.batch_size == "auto" and adapter.device.type != "cuda":
+        report["batch_size_chosen_by"] = "CPU default"
     if sequential:
-        one = method(replace(config, optim=replace(optim, batch_size=1)))
-        report["sequential_seconds"] = one["optimise"] + one["curves"]
+        one = method(replace(resolved, optim=replace(optim, batch_size=1)), 1)
+        report["sequential_seconds"] = one["seconds_optimise"] + one["seconds_curves"]
         report["speedup_vs_sequential"] = report["sequential_seconds"] / method_seconds
     return report
 

@@ -33,6 +33,7 @@ from lightning.pytorch.loggers import TensorBoardLogger
 from torch import nn
 from torch.utils.data import DataLoader
 
+from lvlm_heat.batch_size import with_batch_size
 from lvlm_heat.config import ExplainConfig, TrainerConfig
 from lvlm_heat.data import Pair, open_image, question_for
 from lvlm_heat.errors import LvlmHeatError
@@ -152,6 +153,8 @@ class DatasetRun(LightningModule):
             if pair.error:
                 raise LvlmHeatError(pair.error)
             image, notes = open_image(pair.image)
+            # batch_size auto: probed once per process, on its first pair
+            self.config = with_batch_size(self.adapter, self.config, image, question_for(pair, self.multiple_choice))
             result = explain_pair(
                 self.adapter, image, question_for(pair, self.multiple_choice), answer=pair.answer, config=self.config,
                 pair_id=pair.id, folder=pair.folder, log_dir=self.run_dir, bbox=pair.bbox, progress=self.progress,

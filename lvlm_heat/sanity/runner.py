@@ -64,6 +64,7 @@ def run_sanity(
     import numpy as np
 
     from lvlm_heat.api import Explainer
+    from lvlm_heat.batch_size import with_batch_size
     from lvlm_heat.data import Pair, open_image, question_for, read_dataset
     from lvlm_heat.reporting.outputs import write_json_atomic
     from lvlm_heat.reporting.run_folder import prepare_run_dir, run_dir
@@ -90,6 +91,8 @@ def run_sanity(
         except LvlmHeatError as err:
             failed.append({"id": pair.id, "folder": pair.folder, "status": "failed", "reason": str(err)})
     loaded = Explainer(model, precision=precision, device=device, adapter=adapter).adapter
+    if cases:  # batch_size auto: probed once, on the first pair
+        explain = with_batch_size(loaded, explain, cases[0].image, cases[0].question)
     print(f"model {model}: {len(listed)} pair(s); outputs in {folder}", flush=True)
     records, cascade, maps = sanity_check(loaded, cases, explain, sanity, report=lambda line: print(line, flush=True))
     records += failed
