@@ -126,6 +126,7 @@ def benchmark(
     width_divisor: int = 1,
     image_size: tuple[int, int] | None = None,
     memory_limit_gb: float | None = None,
+    per_word: bool = False,
 ) -> dict:
     """Time one pair (default: the first demo pair) with the full method and with bare model passes.
 
@@ -136,7 +137,7 @@ def benchmark(
         answer: Fixed answer; default the model's own.
         explain: The explanation settings, as for ``train.py`` (``--optim.batch_size``, ...); every
             answer token is explained in one joint map (rule ``all``, maps ``joint``), since the cost
-            does not depend on which (per-word maps multiply the optimisation by 1 + the words).
+            does not depend on which (per-word maps: ``per_word``).
         repeats: Timed repetitions of the batched method and of the bare passes; medians are reported.
         sequential: Also time one composite at a time, once (slow on large models).
         device: ``auto``, ``cpu``, ``cuda``.
@@ -152,6 +153,8 @@ def benchmark(
         memory_limit_gb: Behave as on a GPU with this much memory: the process may allocate no more
             (``torch.cuda.set_per_process_memory_fraction``), so ``--optim.batch_size auto`` and the
             out-of-memory fallback find what fits there.
+        per_word: Also time per-word maps (``--maps per_word``, one map per word of the answer beside the
+            joint one) and report their cost against the joint map's.
     """
     from lvlm_heat.adapters import resolve_device
 
@@ -172,7 +175,7 @@ def benchmark(
     if memory_limit_gb is not None:
         total = torch.cuda.get_device_properties(adapter.device).total_memory
         torch.cuda.set_per_process_memory_fraction(min(1.0, memory_limit_gb * 2**30 / total), adapter.device)
-    report = measure(adapter, picture, question, answer, explain, repeats, sequential, name)
+    report = measure(adapter, picture, question, answer, explain, repeats, sequential, name, per_word)
     if memory_limit_gb is not None:
         report["memory_limit_gb"] = memory_limit_gb
     return report
@@ -197,7 +200,7 @@ def _random_checkpoint(shape: str, folder: str, layers: int | None, width_diviso
 
 
 def measure(adapter: HFAdapter, picture, question: str, answer: str | None, explain: ExplainConfig | None,
-            repeats: int, sequential: bool, name: str) -> dict:
+            repeats: int, sequential: bool, name: str, per_word: bool = False) -> dict:
     """The benchmark's figures for one loaded model and one pair (see the module docstring)."""
     config = replace(explain or ExplainConfig(), select=SelectionConfig(rule="all"), maps="joint")
     start = time.perf_counter()
@@ -257,6 +260,13 @@ def measure(adapter: HFAdapter, picture, question: str, answer: str | None, expl
     }
     if config.optim.batch_size == "auto" and adapter.device.type != "cuda":
         report["batch_size_chosen_by"] = "CPU default"
+    if per_word:
+        words = replace(resolved, maps="per_word")
+        timed = method(words, repeats)
+        made = explain_pair(adapter, picture, question, answer=answer, config=words).words or []
+        report["per_word_words"] = len(made)
+        report["per_word_seconds_per_pair"] = timed["seconds_per_pair"]
+        report["per_word_cost_ratio"] = (timed["seconds_optimise"] + timed["seconds_curves"]) / method_seconds
     if sequential:
         one = method(replace(resolved, optim=replace(optim, batch_size=1)), 1)
         report["sequential_seconds"] = one["seconds_optimise"] + one["seconds_curves"]

@@ -103,3 +103,11 @@ def test_the_other_shapes_run_end_to_end_with_their_image_tokens(name, size, ima
     assert report["image_size"] == f"{size[0]}x{size[1]}"
     assert image_tokens < report["tokens"] < image_tokens + 40
     assert "speedup_vs_sequential" not in report and report["overhead_ratio"] > 0
+
+
+def test_per_word_maps_cost_about_one_joint_map_per_extra_word():
+    report = main(["--per_word", "true", *QUICK])  # the demo model: the first demo pair
+    words = report["per_word_words"]
+    assert words == 4  # "the square is green": every word of the answer (rule all), each with a mask of its own beside the joint one
+    # 1 + words masks; the curves and the optimisation both scale with them (timing noise allowed)
+    assert 0.5 * (1 + words) < report["per_word_cost_ratio"] < 1.5 * (1 + words)
