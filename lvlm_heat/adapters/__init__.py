@@ -83,7 +83,23 @@ def _read_config(model: str):
         ) from err
 
 
+# Research models run through their upstream packages (imported on use): --adapter NAME, or their model_type.
+THIRD_PARTY = {"cambrian": "lvlm_heat.adapters.cambrian.CambrianAdapter", "mgm": "lvlm_heat.adapters.mgm.MGMAdapter"}
+THIRD_PARTY_TYPES = {"cambrian_llama": "cambrian", "mgm": "mgm"}
+
+
+def _third_party_type(model: str) -> str | None:
+    """``cambrian`` or ``mgm`` when the checkpoint's config.json names such a model_type (transformers knows neither)."""
+    from transformers import PretrainedConfig
+
+    try:
+        return THIRD_PARTY_TYPES.get(PretrainedConfig.get_config_dict(model)[0].get("model_type"))
+    except (OSError, ValueError):
+        return None
+
+
 def _adapter_class(adapter: str | None, model: str) -> type[Adapter]:
+    adapter = THIRD_PARTY.get(adapter or _third_party_type(model) or "", adapter)
     if adapter:
         module, _, name = adapter.rpartition(".")
         try:

@@ -1,0 +1,230 @@
+"""Cambrian-1 and Mini-Gemini-HD through their upstream packages: tiny random models, offline.
+
+The upstream code in ``$LVLM_HEAT_THIRD_PARTY`` runs unmodified; the tiny towers resolve under the hub
+names and model-zoo folders it loads them by (``third_party_env``). Skips with one line where that
+folder or a usable torchvision / timm / open_clip is missing (``.ci/run`` installs them).
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import third_party_env as env
+import torch
+from conftest import textured_image
+from PIL import Image
+
+from lvlm_heat.adapters import blend
+from lvlm_heat.adapters.mgm import clip_views
+from lvlm_heat.baseline import make_baseline
+
+QUESTION = "what color is it ?"
+FAST = ["--progress", "false", "--optim.iterations", "2", "--optim.ig_iter", "3", "--optim.curve_steps", "6",
+        "--optim.mask_size", "10", "--select.rule", "all", "--min_gap=-1"]
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory):
+    """Tiny Cambrian-1 and Mini-Gemini-HD checkpoints and an offline hub holding Cambrian's towers."""
+    reason = env.activate()
+    if reason:
+        pytest.skip(reason)
+    work = tmp_path_factory.mktemp("third_party")
+    with pytest.MonkeyPatch.context() as patch:
+        env.go_offline(patch, work / "hub")
+        env.build_cambrian_hub(work / "hub", work / "towers")
+        yield {"cambrian": env.save_tiny_cambrian(work / "cambrian-tiny"),
+               "mgm": env.save_tiny_mgm(work / "MGM-tiny-HD", work), "hub": work / "hub"}
+
+
+@pytest.fixture(scope="module")
+def adapters(models):
+    from lvlm_heat.adapters import load_adapter
+
+    with pytest.MonkeyPatch.context() as patch:
+        env.go_offline(patch, models["hub"])
+        yield {name: load_adapter(models[name], precision="fp32", device="cpu") for name in ("cambrian", "mgm")}
+
+
+@pytest.fixture(params=["cambrian", "mgm"])
+def family(request, adapters):
+    return request.param, adapters[request.param]
+
+
+def _prepare(adapter, image):
+    return adapter.prepare(image, make_baseline(image), QUESTION, adapter.encode_answer("the circle is red"))
+
+
+def _tower_inputs(name, adapter, pixels: dict) -> list[torch.Tensor]:
+    """What each encoder (and, for Mini-Gemini, CLIP for every crop) reads for these pixel tensors."""
+    if name == "cambrian":
+        return [pixels[f"images_{index}"].flatten(0, 1) for index in range(len(pixels))]
+    aux = pixels["images_aux"].flatten(0, 1)
+    return [aux, adapter.views(aux)]
+
+
+def _towers(name, adapter) -> list[torch.nn.Module]:
+    inner = adapter.model.get_model()
+    if name == "cambrian":
+        return list(inner.get_vision_tower_aux_list())
+    return [inner.get_vision_tower_aux(), inner.get_vision_tower()]
+
+
+def test_loaded_through_the_registry_with_every_tower(family, models):
+    from lvlm_heat.adapters import _adapter_class
+
+    name, adapter = family
+    assert type(adapter).__name__ == {"cambrian": "CambrianAdapter", "mgm": "MGMAdapter"}[name]
+    assert _adapter_class(name, "unused") is type(adapter)  # --adapter cambrian | mgm
+    towers = _towers(name, adapter)
+    assert len(towers) == {"cambrian": 4, "mgm": 2}[name]
+    parameters = {id(p) for p in adapter.model.parameters()}
+    for tower in towers:  # registered: moved, cast and frozen with the model
+        own = list(tower.parameters())
+        assert own and all(id(p) in parameters and not p.requires_grad for p in own)
+
+
+@pytest.mark.parametrize("size", [(48, 80), (80, 48)], ids=["wide", "tall"])
+def test_composites_exact_at_mask_one_and_zero(family, size):
+    name, adapter = family
+    image = textured_image(*size)
+    prepared = _prepare(adapter, image)
+    cells = torch.ones(1, 1, 6, 10)
+    for value, expected in ((1.0, prepared.image), (0.0, prepared.baseline)):
+        weights = adapter.project_mask(cells * value, prepared)
+        composite = blend(prepared, weights, insertion=False)
+        assert composite.keys() == expected.keys()
+        for key, tensor in composite.items():
+            assert torch.equal(tensor[0], expected[key]), (name, key, value)
+        views = _tower_inputs(name, adapter, composite)
+        for view, reference in zip(views, _tower_inputs(name, adapter, {k: v[None] for k, v in expected.items()})):
+            assert torch.equal(view, reference)
+
+
+def _marked(size=(48, 80), box=(16, 48, 40, 72)) -> Image.Image:
+    """Black, with a white box ``(top, left, bottom, right)`` on mask-cell boundaries (8 px cells)."""
+    pixels = np.zeros((*size, 3), dtype=np.uint8)
+    top, left, bottom, right = box
+    pixels[top:bottom, left:right] = 255
+    return Image.fromarray(pixels)
+
+
+@pytest.mark.parametrize("box", [(16, 48, 40, 72), (0, 0, 16, 24)], ids=["right", "top-left"])
+def test_a_marked_region_lands_on_the_same_region_in_every_encoders_input(family, box):
+    """The upstream preprocessing moves a white box to where the projected mask of the box's cells is."""
+    name, adapter = family
+    image = _marked(box=box)
+    prepared = _prepare(adapter, image)
+    cells = torch.zeros(1, 1, 6, 10)
+    top, left, bottom, right = (v // 8 for v in box)
+    cells[..., top:bottom, left:right] = 1
+    weights = adapter.project_mask(cells, prepared)
+    shapes = {key: weight.expand(1, *prepared.image[key].shape).clone() for key, weight in weights.items()}
+    drawn = _tower_inputs(name, adapter, {k: v[None] for k, v in prepared.image.items()})
+    masked = _tower_inputs(name, adapter, shapes)
+    blank = Image.new("RGB", image.size, (255, 255, 255))  # where the image lies (not padding) in each input
+    lying = _tower_inputs(name, adapter, {k: v[None] for k, v in adapter.pixels(blank).items()})
+    assert len(drawn) == len(masked) == len(lying) >= 2
+    for view, weight, extent in zip(drawn, masked, lying):
+        channel, extent = view[..., 0, :, :], extent[..., 0, :, :]
+        inside = extent > (extent.max() + channel.min()) / 2
+        white = channel > (channel.max() + channel.min()) / 2
+        region = (weight[..., 0, :, :] > 0.5) & inside  # outside the image the weight is never used
+        overlap = (white & region).sum() / (white | region).sum()
+        assert white.any() and overlap > 0.8, (name, view.shape, float(overlap))
+
+
+def test_gradient_reaches_every_encoder(family):
+    """Each encoder's input gets a gradient from the answer, and leaving any encoder out changes the mask's gradient."""
+    name, adapter = family
+    prepared = _prepare(adapter, textured_image(48, 80))
+
+    def keep(module, args):
+        args[0].retain_grad()
+        seen.append(args[0])
+
+    def mask_gradient(cut: torch.nn.Module | None = None, watch: bool = False):
+        mask = torch.full((2, 1, 6, 10), 0.5, requires_grad=True)
+        hooks = []
+        for tower in _towers(name, adapter):
+            if watch:
+                hooks.append(tower.register_forward_pre_hook(keep))
+            if tower is cut:
+                hooks.append(tower.register_forward_hook(lambda m, args, out: out.detach()))
+        try:
+            scale = torch.tensor([1.0, 0.6]).view(-1, 1, 1, 1)
+            composite = blend(prepared, adapter.project_mask(mask * scale, prepared), insertion=False)
+            adapter.answer_log_probs(prepared, composite).sum().backward()
+        finally:
+            for hook in hooks:
+                hook.remove()
+        return mask.grad
+
+    seen: list[torch.Tensor] = []
+    full = mask_gradient(watch=True)
+    assert full.abs().sum() > 0
+    assert len(seen) == len(_towers(name, adapter))
+    for tensor in seen:
+        assert tensor.grad is not None and tensor.grad.abs().flatten(1).sum(1).gt(0).all(), tensor.shape
+    if name == "mgm":  # CLIP reads 4 crops and a global view of each of the 2 composites: each got a gradient
+        assert sorted(t.shape[0] for t in seen) == [2, 10]
+    for tower in _towers(name, adapter):
+        without = mask_gradient(cut=tower)
+        assert not torch.allclose(without, full, rtol=1e-4, atol=1e-9), type(tower).__name__
+
+
+def test_cached_decoding_equals_the_uncached_pass_and_greedy_picks_the_argmax(family):
+    """Generation decodes with a key-value cache (aggregator on the prompt only); scoring runs uncached."""
+    from transformers import DynamicCache
+
+    _name, adapter = family
+    image = textured_image(48, 80)
+    input_ids = adapter.prompt_ids(QUESTION)[None]
+    embeds, extra = adapter.embed(input_ids, adapter.pixels(image), (48, 80))
+    start = adapter._image_start(input_ids)
+    cache = DynamicCache(config=adapter.model.config)
+    with torch.no_grad():
+        prompt = adapter.decode(embeds, extra, start, cache)
+        token = adapter.model.get_model().embed_tokens(torch.tensor([[5]]))
+        step = adapter.decode(token, None, None, cache)
+        whole = adapter.decode(torch.cat([embeds, token], 1), extra, start)
+    assert torch.allclose(whole[:, :-1], prompt, atol=1e-5) and torch.allclose(whole[:, -1], step[:, -1], atol=1e-5)
+    ids = adapter.generate(image, QUESTION, max_new_tokens=3)
+    if len(ids):
+        prepared = adapter.prepare(image, make_baseline(image), QUESTION, ids)
+        scored = adapter.answer_log_probs(prepared, {k: v[None] for k, v in prepared.image.items()})
+        with torch.no_grad():
+            embeds, extra = adapter.embed(prepared.text["input_ids"], prepared.image, (48, 80))
+            logits = adapter.model.lm_head(adapter.decode(embeds, extra, start)[:, -len(ids):])
+        assert torch.equal(logits.argmax(-1)[0], ids)
+        assert torch.allclose(scored, logits.log_softmax(-1).max(-1).values, atol=1e-5)
+
+
+def test_clip_views_cut_the_large_view_into_crops_and_a_global_view():
+    aux = torch.arange(2 * 3 * 8 * 8, dtype=torch.float32).view(2, 3, 8, 8)
+    views = clip_views(aux, (4, 4), grid=2, global_view=True)
+    assert views.shape == (2, 5, 3, 4, 4)
+    large = torch.nn.functional.interpolate(aux, size=[8, 8], mode="bilinear", align_corners=False)
+    assert torch.equal(views[:, 1], large[..., :4, 4:]) and torch.equal(views[:, 2], large[..., 4:, :4])
+    assert clip_views(aux, (4, 4), grid=1, global_view=False).shape == (2, 3, 4, 4)
+
+
+@pytest.mark.parametrize("name", ["cambrian", "mgm"])
+def test_train_py_explains_a_non_square_image(name, models, tmp_path):
+    from lvlm_heat.cli import main
+
+    path = tmp_path / "street.png"
+    textured_image(45, 70).save(path)
+    adapter = ["--adapter", name] if name == "mgm" else []  # Cambrian by its model_type
+    with pytest.MonkeyPatch.context() as patch:
+        env.go_offline(patch, models["hub"])
+        summary = main(["--model", models[name], *adapter, "--image", str(path), "--question", QUESTION,
+                        "--answer", "the circle is red", "--output_dir", str(tmp_path / "run"), "--precision", "fp32",
+                        *FAST])
+    record = json.loads((tmp_path / "run" / "street" / "result.json").read_text())
+    assert summary["explained"] == 1 and record["status"] == "explained"
+    saliency = np.load(tmp_path / "run" / "street" / "saliency.npy")
+    assert saliency.shape == (45, 70) and np.isfinite(saliency).all()
+    assert record["history"][0]["mask_mean"] < 1.0 and record["deletion_auc"] is not None
