@@ -215,16 +215,25 @@ def test_clip_views_cut_the_large_view_into_crops_and_a_global_view():
 def test_train_py_explains_a_non_square_image(name, models, tmp_path):
     from lvlm_heat.cli import main
 
+    # A textured patch on a black image, explained against the black baseline: composites differ only on
+    # the patch, so whatever the random model computes, the mask can mark nothing else. A geometry that put
+    # any encoder's view elsewhere (transposed, unpadded, a crop misplaced) moves the peak off the patch.
+    top, bottom, left, right = 8, 30, 44, 64
+    pixels = np.zeros((45, 70, 3), dtype=np.uint8)
+    pixels[top:bottom, left:right] = np.asarray(textured_image(bottom - top, right - left))
     path = tmp_path / "street.png"
-    textured_image(45, 70).save(path)
+    Image.fromarray(pixels).save(path)
     adapter = ["--adapter", name] if name == "mgm" else []  # Cambrian by its model_type
     with pytest.MonkeyPatch.context() as patch:
         env.go_offline(patch, models["hub"])
         summary = main(["--model", models[name], *adapter, "--image", str(path), "--question", QUESTION,
                         "--answer", "the circle is red", "--output_dir", str(tmp_path / "run"), "--precision", "fp32",
-                        *FAST])
+                        "--baseline", "black", *FAST])
     record = json.loads((tmp_path / "run" / "street" / "result.json").read_text())
     assert summary["explained"] == 1 and record["status"] == "explained"
     saliency = np.load(tmp_path / "run" / "street" / "saliency.npy")
     assert saliency.shape == (45, 70) and np.isfinite(saliency).all()
+    row, col = np.unravel_index(saliency.argmax(), saliency.shape)
+    assert top <= row < bottom and left <= col < right
+    assert saliency[top:bottom, left:right].mean() > 5 * saliency[:, :30].mean()
     assert record["history"][0]["mask_mean"] < 1.0 and record["deletion_auc"] is not None
