@@ -120,8 +120,13 @@ def run(
                                   report=lambda record: tqdm.write(describe(record, folder)))
         finally:
             os.environ.pop(RUN_DIR_ENV, None)
+        if summary is not None:  # rank 0, every pair of the folder finished or resumed: the page of them all
+            from lvlm_heat.reporting.report import write_report
+
+            report_path = write_report(folder)
     if summary is not None:
         print(summary_line(summary, folder), flush=True)
+        print(f"report: {report_path}", flush=True)
     return summary
 
 

@@ -133,7 +133,8 @@ def explain_pair(
         module = MaskExplainer(adapter, prepared, selected, config.optim, result.p_image, result.p_baseline,
                                words=rows, word_probs=word_probs)
         with _as_rank_zero():
-            trainer = _trainer(adapter, log_dir, folder, image, progress, **(trainer_overrides or {}))
+            images = SaliencyImageLogger(image, result.tokens, [f"{position}_{word}" for position, word, _ in own])
+            trainer = _trainer(adapter, log_dir, folder, images, progress, **(trainer_overrides or {}))
             trainer.fit(module, train_dataloaders=DataLoader(range(config.optim.iterations), batch_size=None))
             clock.lap("optimise")
             trainer.test(module, dataloaders=DataLoader([0], batch_size=None), verbose=False)
@@ -178,7 +179,7 @@ def _sweep(adapter: Adapter, prepared, config: ExplainConfig) -> Tensor:
     return lowest.min(0).values
 
 
-def _trainer(adapter: Adapter, log_dir: Path | None, folder: str, image: Image.Image, progress: bool = False,
+def _trainer(adapter: Adapter, log_dir: Path | None, folder: str, images: SaliencyImageLogger, progress: bool = False,
              **overrides) -> Trainer:
     """The single-device trainer of one pair's mask, on the adapter's device, in full precision
     (the mask and the loss; the model runs in its own dtype)."""
@@ -192,7 +193,7 @@ def _trainer(adapter: Adapter, log_dir: Path | None, folder: str, image: Image.I
         devices=[device.index or 0] if device.type == "cuda" else 1,
         max_epochs=1,
         logger=logger,
-        callbacks=[SaliencyImageLogger(image), *([IterationProgress()] if progress else [])],
+        callbacks=[images, *([IterationProgress()] if progress else [])],
         enable_checkpointing=False,
         enable_model_summary=False,
         enable_progress_bar=False,

@@ -69,6 +69,19 @@ def test_word_files_and_record(joint_and_per_word, tmp_path):
     assert (tmp_path / "words.png").stat().st_size > 0
 
 
+def test_tensorboard_shows_each_words_mask_and_map(tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    config = ExplainConfig(maps="per_word", optim=OptimConfig(mask_size=16, iterations=2),
+                           select=SelectionConfig(rule="all"))
+    explain_pair(ColourWordsAdapter(RED, GREEN), red_box_scene(box=RED), "Which colours?", config=config,
+                 log_dir=tmp_path, pair_id="toy")
+    tags = set()
+    for events in (tmp_path / "toy").glob("events.out.tfevents.*"):
+        tags |= set(EventAccumulator(str(events)).Reload().Tags()["images"])
+    assert {"mask/word_0_red", "mask/word_1_green", "saliency/word_0_red", "saliency/word_1_green"} <= tags
+
+
 def test_a_word_holding_every_selected_token_reuses_the_joint_map():
     config = ExplainConfig(maps="per_word", optim=OptimConfig(mask_size=16, iterations=2),
                            select=SelectionConfig(rule="words", words=["green"]))

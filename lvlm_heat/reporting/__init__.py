@@ -5,5 +5,8 @@
 - :mod:`~lvlm_heat.reporting.tensorboard`: images logged while a mask is optimised;
 - :mod:`~lvlm_heat.reporting.progress`: progress bars over pairs and iterations;
 - :mod:`~lvlm_heat.reporting.console`: what the command line prints;
-- :mod:`~lvlm_heat.reporting.summary`: ``summary.json`` and ``summary.csv`` of a dataset run.
+- :mod:`~lvlm_heat.reporting.summary`: ``summary.json`` and ``summary.csv`` of a dataset run;
+- :mod:`~lvlm_heat.reporting.strip`: the answer strip, each token coloured by its LLR (HTML and matplotlib);
+- :mod:`~lvlm_heat.reporting.report`: ``report.html`` of a run (page skeleton and charts in ``report_page``);
+- :mod:`~lvlm_heat.reporting.notebook`: an explanation as HTML and as a figure, for Jupyter.
 """

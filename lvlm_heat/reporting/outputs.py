@@ -52,18 +52,24 @@ def _umask() -> int:
 
 
 def write_pair_outputs(folder: Path, image: Image.Image, explanation: Explanation) -> dict[str, Any]:
-    """``saliency.npy``, ``overlay.png``, ``curves.png`` (when explained) and, last, ``result.json``.
+    """``saliency.npy``, ``overlay.png``, ``curves.png`` (when explained), with per-word maps
+    ``saliency_<k>_<word>.npy``, ``overlay_<k>_<word>.png`` and ``words.png``, and, last, ``result.json``.
 
     Returns:
         The ``result.json`` record (``explanation.to_dict()``, computed here once).
     """
-    from lvlm_heat.reporting.figures import curves_figure, overlay_figure
+    from lvlm_heat.reporting.figures import curves_figure, overlay_figure, word_figure, words_figure
 
     folder.mkdir(parents=True, exist_ok=True)
     if explanation.saliency is not None:
         np.save(folder / "saliency.npy", explanation.saliency.astype(np.float32))
         overlay_figure(image, explanation).savefig(folder / "overlay.png", dpi=110)
         curves_figure(explanation.deletion, explanation.insertion).savefig(folder / "curves.png", dpi=110)
+    if explanation.words:
+        for word in explanation.words:
+            np.save(folder / f"saliency_{word.file_stem}.npy", word.saliency.astype(np.float32))
+            word_figure(image, explanation, word).savefig(folder / f"overlay_{word.file_stem}.png", dpi=110)
+        words_figure(image, explanation).savefig(folder / "words.png", dpi=110)
     record = explanation.to_dict()
     write_json_atomic(folder / "result.json", record)
     return record

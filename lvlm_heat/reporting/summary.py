@@ -5,6 +5,10 @@ pair's folder in the run), the counts of pairs explained, not
 visually grounded and failed (with reasons), the dataset means computed by the run's metrics,
 and the median, quartiles and extremes of the AUCs and box mass (pairs with an unstable
 normalisation left out), which one pathological pair cannot move the way it moves a mean.
+
+Where the dataset has reference answers, ``by_correctness`` splits the AUCs, pointing game and box
+mass by whether the model answered correctly (the paper's focus-versus-correctness analysis), and
+``reliance`` gives the share of answers the model gives about as confidently without the image.
 """
 
 from __future__ import annotations
@@ -17,13 +21,69 @@ from typing import Any
 from lvlm_heat.record import EXPLAINED, FAILED, NOT_GROUNDED
 from lvlm_heat.reporting.outputs import write_json_atomic
 
-SUMMARY_FIELDS = ("id", "folder", "status", "answer", "reference", "answer_match", "selected_tokens", "deletion_auc",
-                  "insertion_auc", "unstable_normalization", "curve_out_of_range", "pointing_hit", "box_mass", "seconds", "reason")
+SUMMARY_FIELDS = ("id", "folder", "status", "answer", "reference", "answer_match", "correct", "selected_tokens",
+                  "deletion_auc", "insertion_auc", "unstable_normalization", "curve_out_of_range", "pointing_hit",
+                  "box_mass", "no_image_ratio", "answered_without_image", "seconds", "reason")
+
+
+def is_correct(record: dict[str, Any]) -> bool | None:
+    """Whether the model's answer matches the reference: ``None`` without a reference or an answer.
+
+    ``record["correct"]`` when the record has it, else ``answer_match is not None`` (records written
+    before ``correct`` existed).
+
+    >>> is_correct({"status": "explained", "reference": "red", "answer_match": "normalised"})
+    True
+    >>> is_correct({"status": "explained", "reference": "red", "answer_match": None})
+    False
+    >>> is_correct({"status": "explained", "reference": None, "answer_match": None}) is None
+    True
+    """
+    if "correct" in record:
+        return record["correct"]
+    if record.get("reference") is None or record.get("status") not in (EXPLAINED, NOT_GROUNDED):
+        return None
+    return record.get("answer_match") is not None
 
 
 def summary_row(record: dict[str, Any]) -> dict[str, Any]:
     """The summary's row of one pair's ``result.json`` record."""
-    return {key: record.get(key) for key in SUMMARY_FIELDS}
+    reliance = record.get("reliance") or {}
+    row = {key: record.get(key) for key in SUMMARY_FIELDS}
+    row.update(correct=is_correct(record), no_image_ratio=reliance.get("no_image_ratio"),
+               answered_without_image=reliance.get("answered_without_image"))
+    return row
+
+
+def _share(flags: list[bool | None]) -> dict[str, float | int | None]:
+    """Count of ``True``, count of known values and their ratio (``None`` values left out)."""
+    known = [bool(f) for f in flags if f is not None]
+    return {"count": sum(known), "of": len(known), "share": sum(known) / len(known) if known else None}
+
+
+def correctness_split(rows: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """Deletion and insertion AUC, pointing game and box mass of correct and of wrong answers.
+
+    ``None`` when no row has a reference. AUCs leave out pairs with an unstable normalisation, as the
+    dataset means do; the pointing game is the share of hits among explained pairs with a box.
+    """
+    if not any(r.get("correct") is not None for r in rows):
+        return None
+    split = {}
+    for name, wanted in (("correct", True), ("wrong", False)):
+        group = [r for r in rows if r.get("correct") is wanted]
+        explained = [r for r in group if r["status"] == EXPLAINED]
+        stable = [r for r in explained if not r.get("unstable_normalization")]
+        split[name] = {
+            "pairs": len(group),
+            "explained": len(explained),
+            "not_grounded": sum(r["status"] == NOT_GROUNDED for r in group),
+            "deletion_auc": distribution([r["deletion_auc"] for r in stable]),
+            "insertion_auc": distribution([r["insertion_auc"] for r in stable]),
+            "pointing_game": _share([r.get("pointing_hit") for r in explained]),
+            "box_mass": distribution([r.get("box_mass") for r in explained]),
+        }
+    return split
 
 
 def distribution(values: list[float | None]) -> dict[str, float | int | None]:
@@ -69,6 +129,9 @@ def write_summary(run_dir: Path, rows: list[dict[str, Any]], means: dict[str, fl
             name: distribution([r[name] for r in rows if r["status"] == EXPLAINED and not r["unstable_normalization"]])
             for name in ("deletion_auc", "insertion_auc", "box_mass")
         },
+        "correct": _share([r.get("correct") for r in rows]),
+        "by_correctness": correctness_split(rows),
+        "reliance": {"answered_without_image": _share([r.get("answered_without_image") for r in rows])},
         "failures": {r["folder"]: r["reason"] for r in rows if r["status"] == FAILED},  # folders are unique
         "rows": rows,
     }
