@@ -151,7 +151,8 @@ def explain_pair(
                 else:  # the joint map
                     saliency, curves = result.saliency, (result.deletion, result.insertion)
                     probs = (result.p_image, result.p_baseline)
-                result.words.append(WordMap(position, word, indices, saliency, *curves, *probs))
+                unstable = probs[0] - probs[1] < config.min_gap
+                result.words.append(WordMap(position, word, indices, saliency, *curves, *probs, unstable=unstable))
         result.out_of_range = any(c.leaves_unit_range(config.curve_margin) for c in (result.deletion, result.insertion))
     result.seconds = time.perf_counter() - start
     result.timings = clock.laps

@@ -58,6 +58,8 @@ class WordMap:
         saliency: ``(H, W)`` float32 over the original image, as :attr:`Explanation.saliency`.
         deletion, insertion: Curves of its mask, scored on its own tokens.
         p_image, p_baseline: Mean probability of its tokens on I and on B.
+        unstable: ``p_image - p_baseline`` is below ``min_gap``: its normalised curves are unstable
+            (a word the image hardly changes, such as one copied from the question).
     """
 
     position: int
@@ -68,6 +70,7 @@ class WordMap:
     insertion: Curve
     p_image: float
     p_baseline: float
+    unstable: bool = False
 
     @property
     def file_stem(self) -> str:
@@ -232,7 +235,7 @@ class Explanation:
                 {"index": w.position, "word": w.word, "tokens": w.tokens,
                  "saliency": f"saliency_{w.file_stem}.npy", "overlay": f"overlay_{w.file_stem}.png",
                  "deletion_auc": w.deletion.auc, "insertion_auc": w.insertion.auc,
-                 "p_image": w.p_image, "p_baseline": w.p_baseline,
+                 "p_image": w.p_image, "p_baseline": w.p_baseline, "unstable_normalization": w.unstable,
                  "pointing_hit": None if self.bbox is None else pointing_hit(torch.from_numpy(w.saliency), self.bbox),
                  "box_mass": None if self.bbox is None else box_mass(torch.from_numpy(w.saliency), self.bbox),
                  "curves": {"deletion": curve(w.deletion), "insertion": curve(w.insertion)}}

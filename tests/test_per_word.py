@@ -134,4 +134,6 @@ def test_demo_model_colour_word_map_lands_on_its_object(model):
     assert per_word.answer == "the triangle is green"
     assert [w.word for w in per_word.words] == ["triangle", "green"]
     assert _peak_in(per_word.words[1].saliency, pair["bbox"])
+    # 'triangle' is copied from the question: the image hardly changes it, its curves are flagged
+    assert [w.unstable for w in per_word.words] == [True, False]
     np.testing.assert_allclose(per_word.saliency, joint.saliency, atol=1e-3)

@@ -107,7 +107,8 @@ def words_figure(image: Image.Image, explanation: Explanation) -> Figure:
     from lvlm_heat.reporting.strip import draw_strip, line_height_in, strip_lines
 
     maps = [("joint map", explanation.saliency, explanation.deletion, explanation.insertion)]
-    maps += [(repr(w.word), w.saliency, w.deletion, w.insertion) for w in explanation.words or []]
+    maps += [(repr(w.word) + (" (unstable: p(I) ~ p(B))" if w.unstable else ""), w.saliency, w.deletion, w.insertion)
+             for w in explanation.words or []]
     rows, columns = math.ceil(len(maps) / WORDS_PER_ROW), min(len(maps), WORDS_PER_ROW)
     width = 2.6 * columns
     panel = width / columns * image.height / image.width + 0.4
