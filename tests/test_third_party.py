@@ -237,3 +237,20 @@ def test_train_py_explains_a_non_square_image(name, models, tmp_path):
     assert top <= row < bottom and left <= col < right
     assert saliency[top:bottom, left:right].mean() > 5 * saliency[:, :30].mean()
     assert record["history"][0]["mask_mean"] < 1.0 and record["deletion_auc"] is not None
+
+
+def test_a_module_a_newer_library_removed_is_stood_in_while_importing_and_gone_after():
+    import importlib
+    import sys
+
+    from lvlm_heat.adapters.third_party.compat import stand_ins
+
+    with stand_ins(("json.removed_helpers", "no_such_package_xyz")):
+        helpers = importlib.import_module("json.removed_helpers")
+        with pytest.raises(ImportError, match="json.removed_helpers.mask"):
+            helpers.mask()  # fails when used, not when imported
+        importlib.import_module("no_such_package_xyz.sub")
+    assert "json.removed_helpers" not in sys.modules and not hasattr(sys.modules["json"], "removed_helpers")
+    assert not any(name.startswith("no_such_package_xyz") for name in sys.modules)
+    with stand_ins(("json",)):  # an installed module is used as it is
+        assert importlib.import_module("json").dumps([1]) == "[1]"

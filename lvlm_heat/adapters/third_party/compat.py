@@ -44,9 +44,10 @@ INSTALL = {
     "cambrian": "git clone https://github.com/cambrian-mllm/cambrian && pip install --no-deps -e cambrian",
     "mgm": "git clone https://github.com/dvlab-research/MGM && pip install --no-deps -e MGM",
 }
-# Imported at module level by the upstream packages, never called on the inference path.
+# Imported at module level by the upstream packages, never called on the inference path (a dotted name:
+# a module a newer transformers removed; Cambrian's mask helpers serve a decoder loop we replace).
 OPTIONAL = {
-    "cambrian": ("diffusers", "ezcolorlog", "requests", "einops"),
+    "cambrian": ("diffusers", "ezcolorlog", "requests", "einops", "transformers.modeling_attn_mask_utils"),
     "mgm": ("deepspeed", "requests", "einops"),
 }
 
@@ -69,6 +70,18 @@ class _Missing:
         return (object,)
 
 
+def _under(module: str, names: set[str]) -> bool:
+    """``module`` is one of ``names`` or inside one of them."""
+    return any(module == name or module.startswith(name + ".") for name in names)
+
+
+def _absent(name: str) -> bool:
+    try:
+        return importlib.util.find_spec(name) is None
+    except ModuleNotFoundError:  # a dotted name whose parent is missing
+        return True
+
+
 class _StandInFinder(importlib.abc.MetaPathFinder, importlib.abc.Loader):
     """Serves a stand-in module for each missing package in ``names`` and any of its submodules."""
 
@@ -76,7 +89,7 @@ class _StandInFinder(importlib.abc.MetaPathFinder, importlib.abc.Loader):
         self.names = names
 
     def find_spec(self, fullname, path=None, target=None):
-        if fullname.partition(".")[0] in self.names:
+        if _under(fullname, self.names):
             return importlib.machinery.ModuleSpec(fullname, self, is_package=True)
         return None
 
@@ -99,7 +112,7 @@ def stand_ins(names: tuple[str, ...], aliases: dict[str, str] | None = None) -> 
     Installed packages are used as they are. Stand-ins and aliases are removed from ``sys.modules``
     afterwards (the upstream modules keep their references), so nothing else sees them.
     """
-    missing = {name for name in names if name not in sys.modules and importlib.util.find_spec(name) is None}
+    missing = {name for name in names if name not in sys.modules and _absent(name)}
     finder = _StandInFinder(missing)
     sys.meta_path.insert(0, finder)
     added = []
@@ -111,8 +124,14 @@ def stand_ins(names: tuple[str, ...], aliases: dict[str, str] | None = None) -> 
         yield
     finally:
         sys.meta_path.remove(finder)
-        for name in [*added, *(m for m in sys.modules if m.partition(".")[0] in missing)]:
+        for name in added:
             sys.modules.pop(name, None)
+        for name in [m for m in list(sys.modules) if _under(m, missing)]:
+            sys.modules.pop(name, None)
+            parent, _, child = name.rpartition(".")
+            if parent in sys.modules and not _under(parent, missing):  # a stand-in inside a real package
+                with contextlib.suppress(AttributeError):
+                    delattr(sys.modules[parent], child)
 
 
 def import_upstream(package: str, modules: tuple[str, ...], aliases: dict[str, str] | None = None) -> list[Any]:
