@@ -68,6 +68,14 @@ class OptimConfig:
     """Steps ``K`` of the deletion and insertion curves."""
     seed: int = 0
     """Seed of the composite noise."""
+    insertion_weight: float = 1.0
+    """Weight of the insertion game in the loss, ``L_del - w L_ins`` (METHOD.md: 1); 0 plays the deletion
+    game alone and evaluates half the composites."""
+    warm_start: float = 0.0
+    """Depth of the mask's starting dip where the ``select.windows`` sweep of half-side regions found the
+    evidence (each cell's mean drop of the explained tokens over the regions covering it, scaled to
+    [0, 1]): the mask starts at ``1 - warm_start x prior``; 0 starts at 1 everywhere (METHOD.md). Free
+    with the ``evidence`` rule, which runs the sweep anyway; ``select.windows ** 2`` passes otherwise."""
 
     def __post_init__(self) -> None:
         for name in ("iterations", "ig_iter", "mask_size", "batch_size"):
@@ -78,9 +86,11 @@ class OptimConfig:
             raise ValueError(f"optim.masks is 1 or 2, got {self.masks}")
         if self.curve_steps < 2:  # one step goes straight from the image to the baseline: no curve to rank by
             raise ValueError(f"optim.curve_steps must be at least 2, got {self.curve_steps}")
-        for name in ("l1", "l2", "l3", "gamma", "momentum", "noise"):
+        for name in ("l1", "l2", "l3", "gamma", "momentum", "noise", "insertion_weight", "warm_start"):
             if getattr(self, name) < 0:
                 raise ValueError(f"optim.{name} must be non-negative, got {getattr(self, name)}")
+        if self.warm_start > 1:
+            raise ValueError(f"optim.warm_start is a depth in [0, 1], got {self.warm_start}")
         if self.step_size <= 0 or (self.lr is not None and self.lr <= 0) or self.tv_sigma <= 0:
             raise ValueError("optim.step_size, optim.lr and optim.tv_sigma must be positive")
 

@@ -73,6 +73,8 @@ class MaskExplainer(LightningModule):
         words: ``(W, T)`` bool, the tokens of each word that gets a map of its own (one mask per row,
             optimised alongside the joint one), or ``None``.
         word_probs: ``(p_image, p_baseline)`` of each word's tokens, for its curves.
+        initial: ``(1 + W, 1, h, w)`` starting mask of the joint map and of each word's (``optim.warm_start``;
+            the two-mask variant starts its deletion mask there), or ``None``: 1 everywhere.
     """
 
     def __init__(
@@ -85,6 +87,7 @@ class MaskExplainer(LightningModule):
         p_baseline: float,
         words: Tensor | None = None,
         word_probs: list[tuple[float, float]] | None = None,
+        initial: Tensor | None = None,
     ) -> None:
         super().__init__()
         self.adapter, self.prepared, self.config = adapter, prepared, config
@@ -103,7 +106,10 @@ class MaskExplainer(LightningModule):
         # (slices, 1, h, w), 1 = keep; slice_group[s] is the token group whose score slice s is optimised for
         slices = len(self.groups) if len(words) else config.masks
         self.slice_group = list(range(slices)) if len(words) else [0] * slices
-        self.mask = nn.Parameter(torch.ones(slices, 1, *mask_grid_shape(prepared.image_size, config.mask_size)))
+        mask = torch.ones(slices, 1, *mask_grid_shape(prepared.image_size, config.mask_size))
+        if initial is not None:  # each group's mask starts at its prior (the iGOS++ N stays at 1)
+            mask[: len(initial)] = initial.to(mask)
+        self.mask = nn.Parameter(mask)
         self.automatic_optimization = False
         self.batch_size = config.batch_size
         self.score_scale: Tensor | None = None  # (slices, 1, 1, 1)
@@ -141,8 +147,11 @@ class MaskExplainer(LightningModule):
         """
         if self.config.masks == 2:
             product = self.final_mask()
-            return [(self.mask[:1], False, 0), (product, False, 0), (self.mask[1:], True, 0), (product, True, 0)]
-        return [(self.mask[g : g + 1], flag, g) for g in range(len(self.mask)) for flag in (False, True)]
+            terms = [(self.mask[:1], False, 0), (product, False, 0), (self.mask[1:], True, 0), (product, True, 0)]
+        else:
+            terms = [(self.mask[g : g + 1], flag, g) for g in range(len(self.mask)) for flag in (False, True)]
+        # insertion weight 0: the deletion game alone, and no insertion composites to pay for
+        return [term for term in terms if not term[1] or self.config.insertion_weight > 0]
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         return IGOSNesterov([self.mask], step_size=self.config.step_size, lr=self.config.lr,
@@ -206,7 +215,7 @@ class MaskExplainer(LightningModule):
                 for key, value in deleted.items()
             }
             chunk_scores = self.score(self._noise(pixels, iteration, first), group[jobs])
-            sign = 1.0 - 2.0 * flags.to(chunk_scores.dtype)
+            sign = torch.where(flags, -self.config.insertion_weight, 1.0).to(chunk_scores.dtype)
             self.manual_backward((sign * chunk_scores).sum() / n)
             scores[first:last] = chunk_scores.detach().float().cpu()
 
@@ -223,7 +232,8 @@ class MaskExplainer(LightningModule):
             jobs = (group == g).cpu()
             played = {flag: scores[jobs & (insertion.cpu() == flag)].sum().item() / n for flag in (False, True)}
             regulariser = config.l1 * terms["l1"] + config.l3 * terms["tv"] + config.l2 * weight * terms["l2"]
-            total = (played[False] - played[True]) / self.score_scale[slices[0]].item() + regulariser.item()
+            game = played[False] - config.insertion_weight * played[True]
+            total = game / self.score_scale[slices[0]].item() + regulariser.item()
             losses.append((played, terms, regulariser, total))
         self.manual_backward(sum(regulariser for _, _, regulariser, _ in losses))
         if not (all(math.isfinite(loss[-1]) for loss in losses) and torch.isfinite(mask.grad).all()):

@@ -35,7 +35,7 @@ from lvlm_heat.record import EXPLAINED, NOT_GROUNDED, Explanation, TokenScore, W
 from lvlm_heat.reporting.console import quiet_libraries
 from lvlm_heat.reporting.progress import IterationProgress
 from lvlm_heat.reporting.tensorboard import SaliencyImageLogger
-from lvlm_heat.selection import select_tokens, selected_words, sweep_masks
+from lvlm_heat.selection import select_tokens, selected_words, sweep_masks, sweep_prior
 
 
 def explain_pair(
@@ -110,7 +110,9 @@ def explain_pair(
         "log_p_baseline": float(log_probs[1, content].sum()),
         "log_p_no_image": None if no_image is None else float(no_image[content].sum()),
     }
-    local = _sweep(adapter, prepared, config) if config.select.rule == "evidence" and config.select.windows else None
+    wanted = config.select.rule == "evidence" or config.optim.warm_start > 0
+    keep, swept = _sweep(adapter, prepared, config) if wanted and config.select.windows else (None, None)
+    local = swept.min(0).values if swept is not None and config.select.rule == "evidence" else None
     result.tokens = select_tokens(
         [TokenScore(k, texts[k], float(log_probs[0, k]), float(log_probs[1, k]), special[k],
                     log_prob_local=None if local is None else float(local[k])) for k in range(len(texts))],
@@ -130,8 +132,13 @@ def explain_pair(
         for row, (_, _, indices) in zip(rows, own):
             row[indices] = True
         word_probs = [(float(log_probs[0, row].exp().mean()), float(log_probs[1, row].exp().mean())) for row in rows]
+        initial = None
+        if keep is not None and config.optim.warm_start > 0:  # each group's prior, from its own tokens
+            groups = torch.cat([selected[None], rows]).float()
+            drops = (log_probs[0] @ groups.T)[None] - swept @ groups.T  # (K, groups) nats lost per region
+            initial = 1 - config.optim.warm_start * torch.cat([sweep_prior(keep.cpu(), d)[None] for d in drops.T])
         module = MaskExplainer(adapter, prepared, selected, config.optim, result.p_image, result.p_baseline,
-                               words=rows, word_probs=word_probs)
+                               words=rows, word_probs=word_probs, initial=initial)
         with _as_rank_zero():
             images = SaliencyImageLogger(image, result.tokens, [f"{position}_{word}" for position, word, _ in own])
             trainer = _trainer(adapter, log_dir, folder, images, progress, **(trainer_overrides or {}))
@@ -165,9 +172,9 @@ def _saliency(mask: Tensor, image_size: tuple[int, int]) -> np.ndarray:
 
 
 @torch.no_grad()
-def _sweep(adapter: Adapter, prepared, config: ExplainConfig) -> Tensor:
-    """``(T,)`` the lowest log-probability of each answer token over the ``evidence`` rule's sweep of
-    regions replaced by the baseline."""
+def _sweep(adapter: Adapter, prepared, config: ExplainConfig) -> tuple[Tensor, Tensor]:
+    """The ``evidence`` rule's sweep: its ``(K, 1, h, w)`` keep-masks and ``(K, T)`` the log-probability
+    of each answer token with region ``k`` replaced by the baseline."""
     keep = sweep_masks(mask_grid_shape(prepared.image_size, config.optim.mask_size), config.select.windows)
     keep = keep.to(adapter.device)
     lowest = torch.zeros(len(keep), prepared.answer_ids.numel())
@@ -177,7 +184,7 @@ def _sweep(adapter: Adapter, prepared, config: ExplainConfig) -> Tensor:
         lowest[first:last] = adapter.answer_log_probs(prepared, blend(prepared, weights, insertion=False)).float().cpu()
 
     in_chunks(len(keep), config.optim.batch_size, run)
-    return lowest.min(0).values
+    return keep, lowest
 
 
 def _trainer(adapter: Adapter, log_dir: Path | None, folder: str, images: SaliencyImageLogger, progress: bool = False,

@@ -104,6 +104,33 @@ def sweep_masks(cells: tuple[int, int], windows: int) -> Tensor:
     return masks
 
 
+def sweep_prior(keep: Tensor, drops: Tensor, min_drop: float = 1.0) -> Tensor:
+    """Where the sweep found the evidence: ``(1, h, w)`` in [0, 1], each cell's mean drop over the
+    regions covering it, scaled so the largest cell is 1, then by ``min(1, largest drop / min_drop)``
+    so that a sweep whose regions change nothing (evidence spread over the image) marks nothing.
+
+    Args:
+        keep: ``(K, 1, h, w)`` the sweep's keep-masks (:func:`sweep_masks`).
+        drops: ``(K,)`` how much replacing each region lowers the explained tokens' log-probability.
+        min_drop: A drop (nats) that counts as whole: smaller sweeps are trusted in proportion.
+
+    Example:
+        >>> keep = sweep_masks((4, 4), 3)  # nine 2 x 2 regions; only the top-left one matters
+        >>> sweep_prior(keep, torch.tensor([3.0] + [0.0] * 8))[0, :2].tolist()
+        [[1.0, 0.5, 0.0, 0.0], [0.5, 0.25, 0.0, 0.0]]
+        >>> sweep_prior(keep, torch.tensor([0.5] + [0.0] * 8))[0, 0].tolist()  # half a nat: half trusted
+        [0.5, 0.25, 0.0, 0.0]
+    """
+    drops = drops.float().clamp_min(0)
+    removed = 1 - keep[:, 0].float()
+    prior = (drops.view(-1, 1, 1) * removed).sum(0) / removed.sum(0).clamp_min(1)
+    spread = prior.max() - prior.min()
+    if spread <= 0:
+        return torch.zeros_like(prior)[None]
+    trust = min(1.0, float(drops.max()) / min_drop)
+    return ((prior - prior.min()) / spread * trust)[None]
+
+
 def select_tokens(tokens: list[TokenScore], config: SelectionConfig) -> list[TokenScore]:
     """Mark ``tokens[k].selected`` (and ``selected_by``) by ``config``'s rule and return ``tokens``."""
     candidates = [t for t in tokens if not t.special]

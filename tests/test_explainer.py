@@ -28,12 +28,13 @@ def test_gradient_reaches_the_mask_through_the_model(tiny_adapter, image):
     assert [name for name, _ in module.named_parameters()] == ["mask"]
 
 
-@pytest.mark.parametrize("masks", [1, 2], ids=["one mask", "iGOS++ two masks"])
-def test_heatmap_lands_on_the_only_evidence(masks):
+@pytest.mark.parametrize(("masks", "insertion_weight"), [(1, 1.0), (2, 1.0), (1, 0.0)],
+                         ids=["one mask", "iGOS++ two masks", "deletion game only"])
+def test_heatmap_lands_on_the_only_evidence(masks, insertion_weight):
     box = (36, 8, 56, 28)
     adapter = RedBoxAdapter(box)
-    result = explain_pair(adapter, red_box_scene(box=box), "What color is it?",
-                          config=ExplainConfig(optim=OptimConfig(mask_size=16, iterations=5, masks=masks)))
+    optim = OptimConfig(mask_size=16, iterations=5, masks=masks, insertion_weight=insertion_weight)
+    result = explain_pair(adapter, red_box_scene(box=box), "What color is it?", config=ExplainConfig(optim=optim))
     assert result.status == "explained"
     assert result.saliency.shape == (64, 64)
     row, col = np.unravel_index(result.saliency.argmax(), result.saliency.shape)
@@ -45,6 +46,19 @@ def test_heatmap_lands_on_the_only_evidence(masks):
     assert result.deletion_auc < 0.35 < 0.65 < result.insertion_auc
     deletion_losses = [h["deletion"] for h in result.history]
     assert deletion_losses[-1] < deletion_losses[0]
+
+
+def test_deletion_game_alone_evaluates_half_the_composites():
+    box = (36, 8, 56, 28)
+    counts, histories = {}, {}
+    for weight in (1.0, 0.0):
+        adapter = _OutOfMemoryAbove(RedBoxAdapter(box), limit=10**6)
+        config = ExplainConfig(optim=OptimConfig(mask_size=8, iterations=3, ig_iter=4, curve_steps=10, insertion_weight=weight))
+        result = explain_pair(adapter, red_box_scene(box=box), "q", config=config)
+        counts[weight] = sum(adapter.sizes)  # composites scored: selection, optimisation, curves
+        histories[weight] = result.history
+    assert counts[1.0] - counts[0.0] == 3 * 4  # iterations x ig_iter insertion composites fewer
+    assert all(h["insertion"] == 0 for h in histories[0.0]) and histories[1.0][0]["insertion"] != 0
 
 
 def test_gradient_checkpointing_gives_the_same_gradient(tiny_llava, image):

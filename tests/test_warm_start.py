@@ -1,0 +1,105 @@
+"""The mask's warm start from the evidence sweep: where it dips, what it costs, per word."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from toy import ColourWordsAdapter, RedBoxAdapter, red_box_scene
+
+import lvlm_heat.one_pair as one_pair
+from lvlm_heat.config import ExplainConfig, OptimConfig, SelectionConfig
+from lvlm_heat.geometry import upsample_to_image
+from lvlm_heat.one_pair import explain_pair
+
+RED, GREEN = (36, 8, 56, 28), (6, 40, 24, 58)
+
+
+class _Counting:
+    """Wraps an adapter: counts the composites scored and keeps the explainer's starting mask."""
+
+    def __init__(self, adapter) -> None:
+        self.inner, self.scored = adapter, 0
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+    def answer_log_probs(self, prepared, pixels):
+        self.scored += next(iter(pixels.values())).shape[0]
+        return self.inner.answer_log_probs(prepared, pixels)
+
+
+@pytest.fixture
+def starts(monkeypatch):
+    """The ``initial`` masks the explainer is built with, in order."""
+    seen, original = [], one_pair.MaskExplainer
+
+    def recording(*args, initial=None, **kwargs):
+        seen.append(initial)
+        return original(*args, initial=initial, **kwargs)
+
+    monkeypatch.setattr(one_pair, "MaskExplainer", recording)
+    return seen
+
+
+def _dip(start: torch.Tensor, size: int = 64) -> np.ndarray:
+    return (1 - upsample_to_image(start[None].float(), (size, size)))[0, 0].numpy()
+
+
+def _config(warm: float, rule: str = "evidence", **select) -> ExplainConfig:
+    optim = OptimConfig(mask_size=16, iterations=2, ig_iter=4, curve_steps=8, warm_start=warm)
+    return ExplainConfig(optim=optim, select=SelectionConfig(rule=rule, **select))
+
+
+def test_the_mask_starts_dipped_on_the_evidence(starts):
+    result = explain_pair(RedBoxAdapter(RED), red_box_scene(box=RED), "q", config=_config(0.5))
+    assert result.status == "explained"
+    (start,) = starts
+    assert start.shape == (1, 1, 16, 16) and 0.5 - 1e-6 <= float(start.min()) and float(start.max()) == 1.0
+    dip = _dip(start[0])
+    left, top, right, bottom = RED
+    assert dip[top:bottom, left:right].mean() > 0.2  # the red square: the regions holding it matter
+    assert dip[40:58, 6:24].max() < 0.02  # the green square: no region holding it alone matters
+
+
+def test_warm_start_off_starts_at_one_and_costs_nothing_with_the_evidence_rule(starts):
+    counts = {}
+    for warm in (0.0, 0.5):
+        adapter = _Counting(RedBoxAdapter(RED))
+        explain_pair(adapter, red_box_scene(box=RED), "q", config=_config(warm))
+        counts[warm] = adapter.scored
+    assert starts[0] is None and starts[1] is not None
+    assert counts[0.5] == counts[0.0]  # the selection's sweep is reused
+
+
+def test_warm_start_with_another_rule_runs_the_sweep_once():
+    counts = {}
+    for warm in (0.0, 0.5):
+        adapter = _Counting(RedBoxAdapter(RED))
+        explain_pair(adapter, red_box_scene(box=RED), "q", config=_config(warm, rule="llr", windows=4))
+        counts[warm] = adapter.scored
+    assert counts[0.5] - counts[0.0] == 16
+
+
+def test_each_word_starts_on_its_own_object(starts):
+    config = _config(1.0, rule="all")
+    config.maps = "per_word"
+    explain_pair(ColourWordsAdapter(RED, GREEN), red_box_scene(box=RED), "q", config=config)
+    (start,) = starts
+    assert start.shape[0] == 3  # the joint mask, then "red" and "green"
+    red, green = _dip(start[1]), _dip(start[2])
+    for dip, (left, top, right, bottom), other in ((red, RED, GREEN), (green, GREEN, RED)):
+        assert dip[top:bottom, left:right].mean() > 2 * dip[other[1] : other[3], other[0] : other[2]].mean()
+
+
+def test_a_sweep_that_changes_nothing_marks_nothing():
+    from lvlm_heat.selection import sweep_masks, sweep_prior
+
+    keep = sweep_masks((8, 8), 3)
+    assert float(sweep_prior(keep, torch.full((9,), 0.02)).abs().max()) == 0.0  # all regions alike
+    assert float(sweep_prior(keep, torch.tensor([0.1] + [0.0] * 8)).max()) == pytest.approx(0.1)  # a tenth of a nat
+
+
+def test_warm_start_is_a_depth():
+    with pytest.raises(ValueError, match="warm_start"):
+        OptimConfig(warm_start=1.5)
