@@ -28,3 +28,18 @@ def test_paint_out_removes_the_object():
     region = painted[top:bottom, left:right]
     assert np.ptp(region.reshape(-1, 3), axis=0).max() == 0  # one flat colour
     assert np.abs(region[0, 0] - np.array(COLORS[pair.qa.target.color])).max() > 40
+
+
+def test_crowded_scenes_hold_four_objects():
+    assert [1 + len(make_pair("crowded", index).others) for index in range(12)] == [4] * 12
+
+
+def test_evaluation_lists_every_grounded_pair_it_misses():
+    from lvlm_heat import ExplainConfig, Explainer, OptimConfig
+    from lvlm_heat.demo.evaluate import evaluate
+
+    config = ExplainConfig(optim=OptimConfig(iterations=1, ig_iter=2, mask_size=4, curve_steps=4))
+    row = evaluate(Explainer("demo", device="cpu", config=config), "heldout", pairs=4)
+    assert row["grounded"] >= 2
+    assert row["on_target"] + len(row["misses"]) == row["grounded"]
+    assert all(miss["peak"] in (None, "other", "background") for miss in row["misses"])

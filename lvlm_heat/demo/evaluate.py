@@ -64,10 +64,10 @@ def _moved(scene: Scene, qa: GroundedQuestion, image: Image.Image, dx: int, dy: 
     return GroundedPair(image, qa, box(qa.target.box), others)
 
 
-def make_pair(split: Split, index: int) -> GroundedPair:
-    """Pair ``index`` of ``split`` (a pure function of both)."""
-    seed, number = HELDOUT_SEED, FIRST_INDEX + index
-    scene = make_scene(seed, number, SCENE_SIZE, max_objects=4 if split == "crowded" else 3)
+def make_pair(split: Split, index: int, first_index: int = FIRST_INDEX) -> GroundedPair:
+    """Pair ``index`` of ``split``, scene ``first_index + index`` of the held-out stream (a pure function of all three)."""
+    seed, number = HELDOUT_SEED, first_index + index
+    scene = make_scene(seed, number, SCENE_SIZE, **({"min_objects": 4, "max_objects": 4} if split == "crowded" else {}))
     qa = ask(scene, seed, number, kind="color" if index % 2 == 0 else "shape")
     if split == "large":
         return _moved(scene, qa, scene.image.resize((512, 512), Image.Resampling.BICUBIC), 0, 0, 4.0)
@@ -108,7 +108,9 @@ def _inside(box: tuple[int, int, int, int], row: int, col: int) -> bool:
     return left <= col < right and top <= row < bottom
 
 
-def evaluate(explainer, split: Split, pairs: int, explain_model_answer: bool = False) -> dict[str, Any]:
+def evaluate(
+    explainer, split: Split, pairs: int, explain_model_answer: bool = False, first_index: int = FIRST_INDEX
+) -> dict[str, Any]:
     """Explain ``pairs`` pairs of ``split`` and say where the peaks lie.
 
     Args:
@@ -117,12 +119,13 @@ def evaluate(explainer, split: Split, pairs: int, explain_model_answer: bool = F
         pairs: How many pairs to draw (grounded or not).
         explain_model_answer: Explain the model's own answer instead of the scene's (the scene's
             answer is the grounded one; the demo models answer it correctly almost always).
+        first_index: Scene number of pair 0 in the held-out stream (tune on one range, report on another).
     """
     counts = {"pairs": 0, "grounded": 0, "with_map": 0, "on_target": 0, "on_other": 0, "on_background": 0,
               "word_selected": 0, "filler_selected": 0}
-    deletion, insertion = [], []
+    deletion, insertion, masses, misses = [], [], [], []
     for index in range(pairs):
-        pair = make_pair(split, index)
+        pair = make_pair(split, index, first_index)
         counts["pairs"] += 1
         if not is_grounded(explainer.adapter, pair):
             continue
@@ -133,18 +136,22 @@ def evaluate(explainer, split: Split, pairs: int, explain_model_answer: bool = F
         selected = {t.text.strip(): t.selected for t in result.tokens if not t.special}
         counts["word_selected"] += bool(selected.get(word))
         counts["filler_selected"] += any(selected.get(w) for w in FILLER)
+        miss = {"index": index, "question": pair.qa.question, "answer": pair.qa.answer}
         if result.saliency is None:
+            misses.append({**miss, "peak": None, "status": result.status})
             continue
         counts["with_map"] += 1
         row, col = np.unravel_index(result.saliency.argmax(), result.saliency.shape)
         if _inside(pair.target, row, col):
             counts["on_target"] += 1
-        elif any(_inside(box, row, col) for box in pair.others):
-            counts["on_other"] += 1
         else:
-            counts["on_background"] += 1
+            place = "on_other" if any(_inside(box, row, col) for box in pair.others) else "on_background"
+            counts[place] += 1
+            misses.append({**miss, "peak": place.removeprefix("on_"), "status": result.status})
         deletion.append(result.deletion_auc)
         insertion.append(result.insertion_auc)
+        left, top, right, bottom = pair.target
+        masses.append(float(result.saliency[top:bottom, left:right].sum() / max(float(result.saliency.sum()), 1e-12)))
     grounded = max(counts["grounded"], 1)
     return {
         "split": split,
@@ -154,6 +161,8 @@ def evaluate(explainer, split: Split, pairs: int, explain_model_answer: bool = F
         "word_selected_share": counts["word_selected"] / grounded,
         "median_deletion_auc": statistics.median(deletion) if deletion else None,
         "median_insertion_auc": statistics.median(insertion) if insertion else None,
+        "median_box_mass": statistics.median(masses) if masses else None,  # share of the saliency in the box
+        "misses": misses,  # grounded pairs whose peak is off the queried object, or without a map
     }
 
 
@@ -163,6 +172,7 @@ def run_evaluation(
     pairs: int = 40,
     explain_model_answer: bool = False,
     explain: ExplainConfig | None = None,
+    first_index: int = FIRST_INDEX,
 ) -> list[dict[str, Any]]:
     """Localisation of the explainer on grounded demo sets.
 
@@ -172,17 +182,23 @@ def run_evaluation(
         pairs: Pairs drawn per set (only the grounded ones are explained).
         explain_model_answer: Explain the model's own answer instead of the scene's.
         explain: The explanation settings (the flags of ``train.py``: ``--optim.iterations``, ...).
+        first_index: Scene number of pair 0 in the held-out stream: tune on one range (e.g. 30 000), confirm
+            on others (20 000, the default, and 40 000); the slow test's pairs start at 10 000.
     """
     from lvlm_heat.api import Explainer
 
     explainer = Explainer(model, device="cpu", config=explain or ExplainConfig())
     results = []
     for split in splits or ["heldout", "large", "wide", "tall", "crowded"]:
-        row = evaluate(explainer, split, pairs, explain_model_answer)
+        row = evaluate(explainer, split, pairs, explain_model_answer, first_index)
         print(f"{model} {split}: {row['grounded']}/{row['pairs']} grounded, {row['with_map']} with a map; peak on "
               f"the object {row['pointing_game']:.0%}, on another object {row['peak_on_other']:.0%}; word selected "
               f"{row['word_selected_share']:.0%}, filler selected {row['filler_selected']}; median AUC deletion "
-              f"{row['median_deletion_auc']}, insertion {row['median_insertion_auc']}", flush=True)
+              f"{row['median_deletion_auc']}, insertion {row['median_insertion_auc']}; median box mass "
+              f"{row['median_box_mass']}", flush=True)
+        for miss in row["misses"]:
+            where = f"peak on {miss['peak']}" if miss["peak"] else f"no map ({miss['status']})"
+            print(f"  miss: pair {miss['index']}, {miss['question']!r} -> {miss['answer']!r}: {where}", flush=True)
         results.append(row)
     print(json.dumps(results))
     return results

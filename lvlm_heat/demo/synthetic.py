@@ -83,14 +83,15 @@ def _place(rng: np.random.Generator, size: int, extent: int, taken: list) -> tup
     return None
 
 
-def make_scene(seed: int, index: int, size: int = SCENE_SIZE, max_objects: int = 3) -> Scene:
+def make_scene(seed: int, index: int, size: int = SCENE_SIZE, max_objects: int = 3, min_objects: int = 2) -> Scene:
     """Render scene ``index`` of the stream ``seed``.
 
     Args:
         seed: Selects the stream (``TRAIN_SEED``, ``HELDOUT_SEED``, ``PAIRS_SEED``).
         index: Position in the stream.
         size: Side of the square image in pixels.
-        max_objects: Two to ``max_objects`` objects are drawn.
+        max_objects: At most this many objects are drawn.
+        min_objects: At least this many are drawn (fewer only where they do not fit without overlap).
 
     Returns:
         The RGB image and its objects, in drawing order.
@@ -100,7 +101,7 @@ def make_scene(seed: int, index: int, size: int = SCENE_SIZE, max_objects: int =
     if max_objects == 0:
         return Scene(canvas, ())
     draw = ImageDraw.Draw(canvas)
-    count = int(rng.integers(2, max_objects + 1))
+    count = int(rng.integers(min(min_objects, max_objects), max_objects + 1))
     while True:  # some object must be nameable by a unique shape or a unique colour
         shapes = rng.integers(len(SHAPES), size=count)
         colors = rng.integers(len(COLOR_NAMES), size=count)
