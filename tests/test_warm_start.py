@@ -103,3 +103,26 @@ def test_a_sweep_that_changes_nothing_marks_nothing():
 def test_warm_start_is_a_depth():
     with pytest.raises(ValueError, match="warm_start"):
         OptimConfig(warm_start=1.5)
+
+
+def test_on_the_demo_pairs_the_start_puts_every_llava_peak_on_the_queried_object():
+    """README: at the defaults two of the four demo maps peak elsewhere; with ``--optim.warm_start 0.5`` none."""
+    import json
+
+    from PIL import Image
+
+    from lvlm_heat import Explainer
+    from lvlm_heat.demo import DEMO_PAIRS
+
+    pairs = [json.loads(line) for line in DEMO_PAIRS.read_text().splitlines()]
+    hits = {}
+    for warm in (0.0, 0.5):  # the default's figure is printed, not asserted (issue 12 is to raise it)
+        explainer = Explainer("demo", device="cpu", config=ExplainConfig(optim=OptimConfig(warm_start=warm)))
+        hits[warm] = []
+        for pair in pairs:
+            result = explainer.explain(Image.open(DEMO_PAIRS.parent / pair["image"]), pair["question"])
+            row, col = np.unravel_index(result.saliency.argmax(), result.saliency.shape)
+            left, top, right, bottom = pair["bbox"]
+            hits[warm].append(left <= col < right and top <= row < bottom)
+    print(f"\npeaks in the box, demo LLaVA: default {sum(hits[0.0])} of 4, warm start {sum(hits[0.5])} of 4")
+    assert hits[0.5] == [True] * 4
