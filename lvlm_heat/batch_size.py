@@ -68,12 +68,13 @@ def largest_fitting(step: Callable[[int], None], cap: int = PROBE_CAP) -> int:
 
 def most_composites(config: ExplainConfig) -> int:
     """The most composites one call of the method evaluates: an iteration's path points, a curve's
-    inner steps, or the ``evidence`` rule's sweep (:data:`PROBE_CAP` with per-word maps, whose
-    iterations grow with the number of words)."""
+    inner steps, the ``evidence`` rule's sweep or the warm start's (:data:`PROBE_CAP` with per-word
+    maps, whose iterations grow with the number of words)."""
     if config.maps == "per_word":
         return PROBE_CAP
     terms = 2 * config.optim.masks  # deletion and insertion, of each mask (and their product: see score_terms)
-    return max(terms * config.optim.ig_iter, config.optim.curve_steps - 1, config.select.windows ** 2)
+    warm = config.optim.warm_windows ** 2 if config.optim.warm_start > 0 else 0
+    return max(terms * config.optim.ig_iter, config.optim.curve_steps - 1, config.select.windows ** 2, warm)
 
 
 def probe_step(adapter, prepared, mask_shape: tuple[int, int]) -> Callable[[int], None]:

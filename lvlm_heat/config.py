@@ -72,13 +72,16 @@ class OptimConfig:
     """Weight of the insertion game in the loss, ``L_del - w L_ins`` (METHOD.md: 1); 0 plays the deletion
     game alone and evaluates half the composites."""
     warm_start: float = 0.0
-    """Depth of the mask's starting dip where the ``select.windows`` sweep of half-side regions found the
-    evidence (each cell's mean drop of the explained tokens over the regions covering it, scaled to
-    [0, 1]): the mask starts at ``1 - warm_start x prior``; 0 starts at 1 everywhere (METHOD.md). Free
-    with the ``evidence`` rule, which runs the sweep anyway; ``select.windows ** 2`` passes otherwise."""
+    """Depth of the mask's starting dip where a sweep of regions found the evidence (each cell's mean drop
+    of the explained tokens over the regions covering it, scaled to [0, 1]): the mask starts at
+    ``1 - warm_start x prior``; 0 starts at 1 everywhere (METHOD.md)."""
+    warm_windows: int = 7
+    """The warm start's sweep: ``warm_windows x warm_windows`` overlapping regions, each a quarter of the
+    image's side, replaced by the baseline one at a time (``warm_windows ** 2`` forward passes, no
+    gradients)."""
 
     def __post_init__(self) -> None:
-        for name in ("iterations", "ig_iter", "mask_size", "batch_size"):
+        for name in ("iterations", "ig_iter", "mask_size", "batch_size", "warm_windows"):
             value = getattr(self, name)
             if not (isinstance(value, int) and value >= 1) and (name, value) != ("batch_size", "auto"):
                 raise ValueError(f"optim.{name} must be at least 1{' (or auto)' * (name == 'batch_size')}, got {value!r}")

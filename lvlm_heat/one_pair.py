@@ -110,9 +110,9 @@ def explain_pair(
         "log_p_baseline": float(log_probs[1, content].sum()),
         "log_p_no_image": None if no_image is None else float(no_image[content].sum()),
     }
-    wanted = config.select.rule == "evidence" or config.optim.warm_start > 0
-    keep, swept = _sweep(adapter, prepared, config) if wanted and config.select.windows else (None, None)
-    local = swept.min(0).values if swept is not None and config.select.rule == "evidence" else None
+    local = None
+    if config.select.rule == "evidence" and config.select.windows:
+        local = _sweep(adapter, prepared, config, config.select.windows)[1].min(0).values
     result.tokens = select_tokens(
         [TokenScore(k, texts[k], float(log_probs[0, k]), float(log_probs[1, k]), special[k],
                     log_prob_local=None if local is None else float(local[k])) for k in range(len(texts))],
@@ -133,7 +133,8 @@ def explain_pair(
             row[indices] = True
         word_probs = [(float(log_probs[0, row].exp().mean()), float(log_probs[1, row].exp().mean())) for row in rows]
         initial = None
-        if keep is not None and config.optim.warm_start > 0:  # each group's prior, from its own tokens
+        if config.optim.warm_start > 0:  # a finer sweep; each group's prior from its own tokens
+            keep, swept = _sweep(adapter, prepared, config, config.optim.warm_windows, side=0.25)
             groups = torch.cat([selected[None], rows]).float()
             drops = (log_probs[0] @ groups.T)[None] - swept @ groups.T  # (K, groups) nats lost per region
             initial = 1 - config.optim.warm_start * torch.cat([sweep_prior(keep.cpu(), d)[None] for d in drops.T])
@@ -172,10 +173,10 @@ def _saliency(mask: Tensor, image_size: tuple[int, int]) -> np.ndarray:
 
 
 @torch.no_grad()
-def _sweep(adapter: Adapter, prepared, config: ExplainConfig) -> tuple[Tensor, Tensor]:
-    """The ``evidence`` rule's sweep: its ``(K, 1, h, w)`` keep-masks and ``(K, T)`` the log-probability
-    of each answer token with region ``k`` replaced by the baseline."""
-    keep = sweep_masks(mask_grid_shape(prepared.image_size, config.optim.mask_size), config.select.windows)
+def _sweep(adapter: Adapter, prepared, config: ExplainConfig, windows: int, side: float = 0.5) -> tuple[Tensor, Tensor]:
+    """A sweep of ``windows x windows`` regions ``side`` of the image's side: its ``(K, 1, h, w)`` keep-masks
+    and ``(K, T)`` the log-probability of each answer token with region ``k`` replaced by the baseline."""
+    keep = sweep_masks(mask_grid_shape(prepared.image_size, config.optim.mask_size), windows, side)
     keep = keep.to(adapter.device)
     lowest = torch.zeros(len(keep), prepared.answer_ids.numel())
 

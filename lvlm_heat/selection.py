@@ -84,18 +84,19 @@ def selected_words(tokens: list[TokenScore]) -> list[tuple[int, str, list[int]]]
     return sorted((position, name, list(indices)) for indices, (position, name) in words.items())
 
 
-def sweep_masks(cells: tuple[int, int], windows: int) -> Tensor:
-    """Keep-masks of the ``evidence`` rule's sweep: ``(windows ** 2, 1, h, w)``, 0 on one region each.
+def sweep_masks(cells: tuple[int, int], windows: int, side: float = 0.5) -> Tensor:
+    """Keep-masks of a sweep: ``(windows ** 2, 1, h, w)``, 0 on one region each.
 
-    Regions are half the mask's side in each direction, at ``windows`` evenly spaced offsets, so
-    neighbouring regions overlap and any object up to a quarter of the image lies whole in one.
+    Regions are ``side`` of the mask's side in each direction, at ``windows`` evenly spaced offsets.
+    The ``evidence`` rule's regions are half the side, so neighbouring regions overlap and any
+    object up to a quarter of the image lies whole in one; the warm start's are a quarter.
 
     Example:
         >>> sweep_masks((4, 4), 2)[:, 0].tolist()[0]
         [[0.0, 0.0, 1.0, 1.0], [0.0, 0.0, 1.0, 1.0], [1.0, 1.0, 1.0, 1.0], [1.0, 1.0, 1.0, 1.0]]
     """
     rows, cols = cells
-    height, width = max(1, round(rows / 2)), max(1, round(cols / 2))
+    height, width = max(1, round(rows * side)), max(1, round(cols * side))
     tops = torch.linspace(0, rows - height, windows).round().long().tolist() if windows > 1 else [0]
     lefts = torch.linspace(0, cols - width, windows).round().long().tolist() if windows > 1 else [0]
     masks = torch.ones(len(tops) * len(lefts), 1, rows, cols)
