@@ -71,7 +71,7 @@ class OptimConfig:
     insertion_weight: float = 1.0
     """Weight of the insertion game in the loss, ``L_del - w L_ins`` (METHOD.md: 1); 0 plays the deletion
     game alone and evaluates half the composites."""
-    warm_start: float = 0.0
+    warm_start: float = 0.5
     """Depth of the mask's starting dip where a sweep of regions found the evidence (each cell's mean drop
     of the explained tokens over the regions covering it, scaled to [0, 1]): the mask starts at
     ``1 - warm_start x prior``; 0 starts at 1 everywhere (METHOD.md)."""

@@ -138,6 +138,7 @@ def explain_pair(
             groups = torch.cat([selected[None], rows]).float()
             drops = (log_probs[0] @ groups.T)[None] - swept @ groups.T  # (K, groups) nats lost per region
             initial = 1 - config.optim.warm_start * torch.cat([sweep_prior(keep.cpu(), d)[None] for d in drops.T])
+            clock.lap("prepare")  # forward passes without gradients, like the selection's
         module = MaskExplainer(adapter, prepared, selected, config.optim, result.p_image, result.p_baseline,
                                words=rows, word_probs=word_probs, initial=initial)
         with _as_rank_zero():
@@ -240,5 +241,5 @@ class _Clock:
         if torch.cuda.is_available():
             torch.cuda.synchronize()
         now = time.perf_counter()
-        self.laps[name] = now - self.last
+        self.laps[name] = self.laps.get(name, 0.0) + now - self.last  # a phase may resume
         self.last = now

@@ -62,11 +62,13 @@ def test_other_errors_are_not_taken_for_out_of_memory():
 def test_probe_sizes_and_cap():
     assert probe_sizes(1) == [1] and probe_sizes(2) == [1, 2] and probe_sizes(5) == [1, 2, 4, 5]
     assert probe_sizes(PROBE_CAP)[-1] == PROBE_CAP
-    # the cap is the most composites one call evaluates: 2 x ig_iter (two masks: 4 x), curve steps - 1, sweep
+    # the cap is the most composites one call evaluates: 2 x ig_iter (two masks: 4 x), curve steps - 1, sweeps
     assert most_composites(ExplainConfig()) == 49
     assert most_composites(ExplainConfig(optim=OptimConfig(ig_iter=30))) == 60
     assert most_composites(ExplainConfig(optim=OptimConfig(ig_iter=30, masks=2))) == 120
-    assert most_composites(ExplainConfig(optim=OptimConfig(curve_steps=5), select=SelectionConfig(windows=4))) == 20
+    no_start = OptimConfig(curve_steps=5, warm_start=0)
+    assert most_composites(ExplainConfig(optim=no_start, select=SelectionConfig(windows=4))) == 20
+    assert most_composites(ExplainConfig(optim=OptimConfig(curve_steps=5, warm_windows=8))) == 64  # the start's sweep
 
 
 def test_the_command_line_takes_auto_or_a_positive_number(capsys):
@@ -93,7 +95,7 @@ def test_auto_is_a_fixed_default_on_the_cpu_and_numbers_pass_through(tiny_adapte
 
 def test_the_probe_runs_forward_and_backward_passes_of_the_model(tiny_adapter):
     """On the CPU nothing runs out of memory: the real probe ends at its cap, having run every size."""
-    config = ExplainConfig(max_new_tokens=3, optim=OptimConfig(ig_iter=3, curve_steps=3),
+    config = ExplainConfig(max_new_tokens=3, optim=OptimConfig(ig_iter=3, curve_steps=3, warm_start=0),
                            select=SelectionConfig(windows=1))
     assert measure_batch_size(tiny_adapter, config) == 6
     assert all(p.grad is None for p in tiny_adapter.model.parameters())  # the frozen weights get no gradient

@@ -102,8 +102,8 @@ def test_warm_start_is_a_depth():
 
 
 def test_on_the_demo_pairs_the_start_moves_llava_peaks_and_mass_onto_the_queried_object():
-    """README: at the defaults two of the four demo maps peak elsewhere; ``--optim.warm_start 0.5`` fixes
-    one of them and puts more of the saliency in the boxes."""
+    """README: from the paper's start (``--optim.warm_start 0``) two of the four demo maps peak elsewhere;
+    the default start fixes one of them and puts more of the saliency in the boxes."""
     import json
 
     from PIL import Image
