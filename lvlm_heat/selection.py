@@ -107,7 +107,7 @@ def sweep_masks(cells: tuple[int, int], windows: int, side: float = 0.5) -> Tens
 
 def sweep_prior(keep: Tensor, drops: Tensor, min_drop: float = 1.0) -> Tensor:
     """Where the sweep found the evidence: ``(1, h, w)`` in [0, 1], each cell's mean drop over the
-    regions covering it, scaled so the largest cell is 1, then by ``min(1, largest drop / min_drop)``
+    regions covering it, min-max scaled to [0, 1], then by ``min(1, largest drop / min_drop)``
     so that a sweep whose regions change nothing (evidence spread over the image) marks nothing.
 
     Args:

@@ -7,7 +7,7 @@ import pytest
 import torch
 from toy import ColourWordsAdapter, RedBoxAdapter, red_box_scene
 
-import lvlm_heat.one_pair as one_pair
+from lvlm_heat import one_pair
 from lvlm_heat.config import ExplainConfig, OptimConfig, SelectionConfig
 from lvlm_heat.geometry import upsample_to_image
 from lvlm_heat.one_pair import explain_pair
@@ -110,6 +110,7 @@ def test_on_the_demo_pairs_the_start_moves_llava_peaks_and_mass_onto_the_queried
 
     from lvlm_heat import Explainer
     from lvlm_heat.demo import DEMO_PAIRS
+    from lvlm_heat.metrics.functional import box_mass
 
     pairs = [json.loads(line) for line in DEMO_PAIRS.read_text().splitlines()]
     hits, mass = {}, {}
@@ -121,7 +122,7 @@ def test_on_the_demo_pairs_the_start_moves_llava_peaks_and_mass_onto_the_queried
             row, col = np.unravel_index(result.saliency.argmax(), result.saliency.shape)
             left, top, right, bottom = pair["bbox"]
             hits[warm].append(left <= col < right and top <= row < bottom)
-            mass[warm].append(result.saliency[top:bottom, left:right].sum() / result.saliency.sum())
+            mass[warm].append(box_mass(torch.from_numpy(result.saliency), pair["bbox"]))
     print(f"\ndemo LLaVA, peaks in the box / mean box mass: default {sum(hits[0.0])} of 4 / {np.mean(mass[0.0]):.2f}, "
           f"warm start {sum(hits[0.5])} of 4 / {np.mean(mass[0.5]):.2f}")
     assert sum(hits[0.5]) >= 3 and sum(hits[0.5]) >= sum(hits[0.0])

@@ -40,6 +40,7 @@ from lvlm_heat.demo.synthetic import (
     make_scene,
     paint_out,
 )
+from lvlm_heat.metrics.functional import box_mass
 
 Split = Literal["heldout", "large", "wide", "tall", "crowded"]
 FILLER = frozenset({"the", "is", "a", "object"})
@@ -150,8 +151,7 @@ def evaluate(
             misses.append({**miss, "peak": place.removeprefix("on_"), "status": result.status})
         deletion.append(result.deletion_auc)
         insertion.append(result.insertion_auc)
-        left, top, right, bottom = pair.target
-        masses.append(float(result.saliency[top:bottom, left:right].sum() / max(float(result.saliency.sum()), 1e-12)))
+        masses.append(box_mass(torch.from_numpy(result.saliency), pair.target))
     grounded = max(counts["grounded"], 1)
     return {
         "split": split,
