@@ -73,12 +73,13 @@ class OptimConfig:
     game alone and evaluates half the composites."""
     warm_start: float = 0.5
     """Depth of the mask's starting dip where a sweep of regions found the evidence (each cell's mean drop
-    of the explained tokens over the regions covering it, scaled to [0, 1]): the mask starts at
-    ``1 - warm_start x prior``; 0 starts at 1 everywhere (METHOD.md)."""
+    of the explained tokens over the regions covering it, scaled to [0, 1] and squared): the mask starts at
+    ``1 - warm_start x prior``; 0 starts at 1 everywhere (METHOD.md). Where no region of the sweep costs
+    a whole nat (an object larger than its regions), the selection's half-side sweep places the dip."""
     warm_windows: int = 7
     """The warm start's sweep: ``warm_windows x warm_windows`` overlapping regions, each a quarter of the
     image's side, replaced by the baseline one at a time (``warm_windows ** 2`` forward passes, no
-    gradients)."""
+    gradients; the half-side sweep's 9 more only when needed and not already run by the selection)."""
 
     def __post_init__(self) -> None:
         for name in ("iterations", "ig_iter", "mask_size", "batch_size", "warm_windows"):

@@ -35,7 +35,7 @@ from lvlm_heat.record import EXPLAINED, NOT_GROUNDED, Explanation, TokenScore, W
 from lvlm_heat.reporting.console import quiet_libraries
 from lvlm_heat.reporting.progress import IterationProgress
 from lvlm_heat.reporting.tensorboard import SaliencyImageLogger
-from lvlm_heat.selection import select_tokens, selected_words, sweep_masks, sweep_prior
+from lvlm_heat.selection import WHOLE_DROP, select_tokens, selected_words, sweep_masks, sweep_prior
 
 
 def explain_pair(
@@ -110,9 +110,10 @@ def explain_pair(
         "log_p_baseline": float(log_probs[1, content].sum()),
         "log_p_no_image": None if no_image is None else float(no_image[content].sum()),
     }
-    local = None
+    local = coarse = None
     if config.select.rule == "evidence" and config.select.windows:
-        local = _sweep(adapter, prepared, config, config.select.windows)[1].min(0).values
+        coarse = _sweep(adapter, prepared, config, config.select.windows)
+        local = coarse[1].min(0).values
     result.tokens = select_tokens(
         [TokenScore(k, texts[k], float(log_probs[0, k]), float(log_probs[1, k]), special[k],
                     log_prob_local=None if local is None else float(local[k])) for k in range(len(texts))],
@@ -133,11 +134,9 @@ def explain_pair(
             row[indices] = True
         word_probs = [(float(log_probs[0, row].exp().mean()), float(log_probs[1, row].exp().mean())) for row in rows]
         initial = None
-        if config.optim.warm_start > 0:  # a finer sweep; each group's prior from its own tokens
-            keep, swept = _sweep(adapter, prepared, config, config.optim.warm_windows, side=0.25)
-            groups = torch.cat([selected[None], rows]).float()
-            drops = (log_probs[0] @ groups.T)[None] - swept @ groups.T  # (K, groups) nats lost per region
-            initial = 1 - config.optim.warm_start * torch.cat([sweep_prior(keep.cpu(), d)[None] for d in drops.T])
+        if config.optim.warm_start > 0:
+            groups = torch.cat([selected[None], rows])
+            initial = 1 - config.optim.warm_start * _warm_prior(adapter, prepared, config, log_probs[0], groups, coarse)
             clock.lap("prepare")  # forward passes without gradients, like the selection's
         module = MaskExplainer(adapter, prepared, selected, config.optim, result.p_image, result.p_baseline,
                                words=rows, word_probs=word_probs, initial=initial)
@@ -171,6 +170,23 @@ def explain_pair(
 def _saliency(mask: Tensor, image_size: tuple[int, int]) -> np.ndarray:
     """``1 - M`` of a ``(1, 1, h, w)`` mask, upsampled over the original image: ``(H, W)`` float32."""
     return (1 - upsample_to_image(mask.detach().float(), image_size))[0, 0].cpu().numpy().astype(np.float32)
+
+
+def _warm_prior(adapter: Adapter, prepared, config: ExplainConfig, log_probs: Tensor, groups: Tensor,
+                coarse: tuple[Tensor, Tensor] | None) -> Tensor:
+    """The warm start's ``(G, 1, h, w)`` prior of each group of tokens (the joint map's, then each word's):
+    the fine sweep (quarter-side regions), and the coarse half-side one (the selection's ``coarse`` when it
+    ran) only where some group loses less than a whole nat to every fine region."""
+
+    def drops(sweep: tuple[Tensor, Tensor]) -> tuple[Tensor, Tensor]:  # (K, G) nats each region costs each group
+        keep, swept = sweep
+        weights = groups.float().T
+        return keep.cpu(), (log_probs @ weights)[None] - swept @ weights
+
+    sweeps = [drops(_sweep(adapter, prepared, config, config.optim.warm_windows, side=0.25))]
+    if float(sweeps[0][1].max(0).values.min()) < WHOLE_DROP:
+        sweeps.append(drops(coarse or _sweep(adapter, prepared, config, config.select.windows or 3)))
+    return torch.stack([sweep_prior([(keep, d[:, g]) for keep, d in sweeps]) for g in range(len(groups))])
 
 
 @torch.no_grad()

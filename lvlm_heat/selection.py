@@ -16,6 +16,7 @@ from __future__ import annotations
 import math
 import re
 import string
+from collections.abc import Sequence
 
 import torch
 from torch import Tensor
@@ -105,31 +106,59 @@ def sweep_masks(cells: tuple[int, int], windows: int, side: float = 0.5) -> Tens
     return masks
 
 
-def sweep_prior(keep: Tensor, drops: Tensor, min_drop: float = 1.0) -> Tensor:
-    """Where the sweep found the evidence: ``(1, h, w)`` in [0, 1], each cell's mean drop over the
-    regions covering it, min-max scaled to [0, 1], then by ``min(1, largest drop / min_drop)``
-    so that a sweep whose regions change nothing (evidence spread over the image) marks nothing.
+WHOLE_DROP = 1.0
+"""A region's drop (nats) that the warm start trusts fully (:func:`sweep_prior`)."""
+
+
+def sweep_prior(sweeps: Sequence[tuple[Tensor, Tensor]], min_drop: float = WHOLE_DROP, power: float = 2.0) -> Tensor:
+    """Where the sweeps found the evidence: ``(1, h, w)`` in [0, 1], finest sweep first.
+
+    Each sweep's map is each cell's mean drop over the regions covering it, min-max scaled to [0, 1],
+    to the power ``power``. Cells of the object lie in every region whose removal costs the tokens,
+    cells around it in some of them only: the power keeps the map's order and narrows its halo
+    (a cell at half the peak falls to a quarter with the default 2). A sweep is trusted by ``min(1, largest drop / min_drop)``: its map enters with that weight and
+    the rest of the weight passes to the next, coarser sweep. So small regions place the evidence
+    when removing one of them costs a whole nat; an object larger than the small regions (none of
+    them holds it whole) is placed by the coarse regions; a sweep whose regions change nothing
+    (evidence spread over the image) marks nothing.
 
     Args:
-        keep: ``(K, 1, h, w)`` the sweep's keep-masks (:func:`sweep_masks`).
-        drops: ``(K,)`` how much replacing each region lowers the explained tokens' log-probability.
+        sweeps: ``(keep, drops)`` per sweep, finest first: ``(K, 1, h, w)`` keep-masks (:func:`sweep_masks`)
+            and ``(K,)`` how much replacing each region lowers the explained tokens' log-probability.
         min_drop: A drop (nats) that counts as whole: smaller sweeps are trusted in proportion.
+        power: Sharpness of each sweep's map (1: the mean drop as it is).
 
     Example:
         >>> keep = sweep_masks((4, 4), 3)  # nine 2 x 2 regions; only the top-left one matters
-        >>> sweep_prior(keep, torch.tensor([3.0] + [0.0] * 8))[0, :2].tolist()
+        >>> sweep_prior([(keep, torch.tensor([3.0] + [0.0] * 8))], power=1)[0, :2].tolist()
         [[1.0, 0.5, 0.0, 0.0], [0.5, 0.25, 0.0, 0.0]]
-        >>> sweep_prior(keep, torch.tensor([0.5] + [0.0] * 8))[0, 0].tolist()  # half a nat: half trusted
-        [0.5, 0.25, 0.0, 0.0]
+        >>> sweep_prior([(keep, torch.tensor([3.0] + [0.0] * 8))])[0, :2].tolist()  # squared: a narrower halo
+        [[1.0, 0.25, 0.0, 0.0], [0.25, 0.0625, 0.0, 0.0]]
+        >>> sweep_prior([(keep, torch.tensor([0.5] + [0.0] * 8))])[0, 0].tolist()  # half a nat: half trusted
+        [0.5, 0.125, 0.0, 0.0]
+        >>> quarters = sweep_masks((4, 4), 2)  # the fine sweep finds nothing: the coarse one places it
+        >>> sweep_prior([(keep, torch.zeros(9)), (quarters, torch.tensor([2.0, 0.0, 0.0, 0.0]))])[0, :2].tolist()
+        [[1.0, 1.0, 0.0, 0.0], [1.0, 1.0, 0.0, 0.0]]
     """
+    prior, left = torch.zeros(sweeps[0][0].shape[1:]), 1.0
+    for keep, drops in sweeps:
+        shape, trust = _sweep_map(keep, drops, min_drop)
+        prior = prior + left * trust * shape**power
+        left *= 1 - trust
+        if left <= 0:
+            break
+    return prior
+
+
+def _sweep_map(keep: Tensor, drops: Tensor, min_drop: float) -> tuple[Tensor, float]:
+    """One sweep's ``(1, h, w)`` map, min-max scaled (zeros when every region drops alike), and its trust."""
     drops = drops.float().clamp_min(0)
     removed = 1 - keep[:, 0].float()
-    prior = (drops.view(-1, 1, 1) * removed).sum(0) / removed.sum(0).clamp_min(1)
-    spread = prior.max() - prior.min()
+    cells = (drops.view(-1, 1, 1) * removed).sum(0) / removed.sum(0).clamp_min(1)
+    spread = cells.max() - cells.min()
     if spread <= 0:
-        return torch.zeros_like(prior)[None]
-    trust = min(1.0, float(drops.max()) / min_drop)
-    return ((prior - prior.min()) / spread * trust)[None]
+        return torch.zeros_like(cells)[None], 0.0
+    return ((cells - cells.min()) / spread)[None], min(1.0, float(drops.max()) / min_drop)
 
 
 def select_tokens(tokens: list[TokenScore], config: SelectionConfig) -> list[TokenScore]:
