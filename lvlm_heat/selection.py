@@ -113,20 +113,25 @@ WHOLE_DROP = 1.0
 def sweep_prior(sweeps: Sequence[tuple[Tensor, Tensor]], min_drop: float = WHOLE_DROP, power: float = 2.0) -> Tensor:
     """Where the sweeps found the evidence: ``(1, h, w)`` in [0, 1], finest sweep first.
 
-    Each sweep's map is each cell's mean drop over the regions covering it, min-max scaled to [0, 1],
-    to the power ``power``. Cells of the object lie in every region whose removal costs the tokens,
-    cells around it in some of them only: the power keeps the map's order and narrows its halo
-    (a cell at half the peak falls to a quarter with the default 2). A sweep is trusted by ``min(1, largest drop / min_drop)``: its map enters with that weight and
+    The first (fine, dense) sweep's map is each cell's mean drop over the regions covering it,
+    min-max scaled to [0, 1], to the power ``power``. Cells of the object lie in every region whose
+    removal costs the tokens, cells around it in some of them only: the power keeps the map's order
+    and narrows its halo (a cell at half the peak falls to a quarter with the default 2).
+
+    A sweep is trusted by ``min(1, largest drop / min_drop)``: its map enters with that weight and
     the rest of the weight passes to the next, coarser sweep. So small regions place the evidence
     when removing one of them costs a whole nat; an object larger than the small regions (none of
     them holds it whole) is placed by the coarse regions; a sweep whose regions change nothing
-    (evidence spread over the image) marks nothing.
+    (evidence spread over the image) marks nothing. A coarse sweep's map is each cell's *largest*
+    drop over the regions covering it: its few regions cover the corners once and the centre up to
+    four times, so a mean would put the peak in the corner of the region that holds the object;
+    the largest drop marks that whole region evenly and leaves the placing to the optimisation.
 
     Args:
         sweeps: ``(keep, drops)`` per sweep, finest first: ``(K, 1, h, w)`` keep-masks (:func:`sweep_masks`)
             and ``(K,)`` how much replacing each region lowers the explained tokens' log-probability.
         min_drop: A drop (nats) that counts as whole: smaller sweeps are trusted in proportion.
-        power: Sharpness of each sweep's map (1: the mean drop as it is).
+        power: Sharpness of each sweep's map (1: the drops as they are).
 
     Example:
         >>> keep = sweep_masks((4, 4), 3)  # nine 2 x 2 regions; only the top-left one matters
@@ -136,13 +141,13 @@ def sweep_prior(sweeps: Sequence[tuple[Tensor, Tensor]], min_drop: float = WHOLE
         [[1.0, 0.25, 0.0, 0.0], [0.25, 0.0625, 0.0, 0.0]]
         >>> sweep_prior([(keep, torch.tensor([0.5] + [0.0] * 8))])[0, 0].tolist()  # half a nat: half trusted
         [0.5, 0.125, 0.0, 0.0]
-        >>> quarters = sweep_masks((4, 4), 2)  # the fine sweep finds nothing: the coarse one places it
-        >>> sweep_prior([(keep, torch.zeros(9)), (quarters, torch.tensor([2.0, 0.0, 0.0, 0.0]))])[0, :2].tolist()
-        [[1.0, 1.0, 0.0, 0.0], [1.0, 1.0, 0.0, 0.0]]
+        >>> coarse = sweep_masks((4, 4), 2, side=0.75)  # the fine sweep finds nothing: the coarse one places it
+        >>> sweep_prior([(keep, torch.zeros(9)), (coarse, torch.tensor([2.0, 0.0, 0.0, 0.0]))])[0].tolist()
+        [[1.0, 1.0, 1.0, 0.0], [1.0, 1.0, 1.0, 0.0], [1.0, 1.0, 1.0, 0.0], [0.0, 0.0, 0.0, 0.0]]
     """
     prior, left = torch.zeros(sweeps[0][0].shape[1:]), 1.0
-    for keep, drops in sweeps:
-        shape, trust = _sweep_map(keep, drops, min_drop)
+    for k, (keep, drops) in enumerate(sweeps):
+        shape, trust = _sweep_map(keep, drops, min_drop, largest=k > 0)
         prior = prior + left * trust * shape**power
         left *= 1 - trust
         if left <= 0:
@@ -150,11 +155,13 @@ def sweep_prior(sweeps: Sequence[tuple[Tensor, Tensor]], min_drop: float = WHOLE
     return prior
 
 
-def _sweep_map(keep: Tensor, drops: Tensor, min_drop: float) -> tuple[Tensor, float]:
-    """One sweep's ``(1, h, w)`` map, min-max scaled (zeros when every region drops alike), and its trust."""
+def _sweep_map(keep: Tensor, drops: Tensor, min_drop: float, largest: bool = False) -> tuple[Tensor, float]:
+    """One sweep's ``(1, h, w)`` map, each cell's mean (or ``largest``) drop over the regions covering it,
+    min-max scaled (zeros when every cell gets the same), and the sweep's trust."""
     drops = drops.float().clamp_min(0)
     removed = 1 - keep[:, 0].float()
-    cells = (drops.view(-1, 1, 1) * removed).sum(0) / removed.sum(0).clamp_min(1)
+    weighted = drops.view(-1, 1, 1) * removed
+    cells = weighted.amax(0) if largest else weighted.sum(0) / removed.sum(0).clamp_min(1)
     spread = cells.max() - cells.min()
     if spread <= 0:
         return torch.zeros_like(cells)[None], 0.0

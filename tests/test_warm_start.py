@@ -103,6 +103,21 @@ def test_an_object_larger_than_the_fine_regions_is_placed_by_the_coarse_sweep(st
     assert dip[40:58, 6:24].max() < 0.02  # the green square
 
 
+def test_the_coarse_sweep_marks_the_whole_object_not_its_regions_corner(starts):
+    """Only the bottom-right half-side region holds this 24-px square whole. The image's corner lies
+    in that region alone, the square also in regions that change nothing: a mean over the regions
+    would dip the corner four times deeper than the square's top-left; the start must not."""
+    box = (34, 34, 58, 58)
+    config = _config(0.5)
+    config.optim.warm_windows = 4
+    explain_pair(RedBoxAdapter(box), red_box_scene(box=box), "q", config=config)
+    dip = _dip(starts[0][0])
+    left, top, right, bottom = box
+    assert dip.max() > 0.4
+    assert dip[top + 2 : bottom - 2, left + 2 : right - 2].min() > 0.8 * dip.max()
+    assert dip[40:58, 6:24].max() < 0.02  # the green square
+
+
 def test_each_word_starts_on_its_own_object(starts):
     config = _config(1.0, rule="all")
     config.maps = "per_word"
