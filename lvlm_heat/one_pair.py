@@ -8,7 +8,9 @@ files is the caller's choice (:func:`lvlm_heat.reporting.outputs.write_pair_outp
 
 from __future__ import annotations
 
+import functools
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict
 from pathlib import Path
@@ -35,7 +37,7 @@ from lvlm_heat.record import EXPLAINED, NOT_GROUNDED, Explanation, TokenScore, W
 from lvlm_heat.reporting.console import quiet_libraries
 from lvlm_heat.reporting.progress import IterationProgress
 from lvlm_heat.reporting.tensorboard import SaliencyImageLogger
-from lvlm_heat.selection import WHOLE_DROP, select_tokens, selected_words, sweep_masks, sweep_prior
+from lvlm_heat.selection import select_tokens, selected_words, sweep_masks, sweep_prior
 
 
 def explain_pair(
@@ -175,18 +177,26 @@ def _saliency(mask: Tensor, image_size: tuple[int, int]) -> np.ndarray:
 def _warm_prior(adapter: Adapter, prepared, config: ExplainConfig, log_probs: Tensor, groups: Tensor,
                 coarse: tuple[Tensor, Tensor] | None) -> Tensor:
     """The warm start's ``(G, 1, h, w)`` prior of each group of tokens (the joint map's, then each word's):
-    the fine sweep (quarter-side regions), and the coarse half-side one (the selection's ``coarse`` when it
-    ran) only where some group loses less than a whole nat to every fine region."""
+    the fine sweep (quarter-side regions), then the coarse half-side one (the selection's ``coarse`` when it
+    ran), run only if :func:`sweep_prior` asks for it, i.e. where some group trusts the fine sweep less than fully."""
+    weights = groups.float().T
 
     def drops(sweep: tuple[Tensor, Tensor]) -> tuple[Tensor, Tensor]:  # (K, G) nats each region costs each group
         keep, swept = sweep
-        weights = groups.float().T
         return keep.cpu(), (log_probs @ weights)[None] - swept @ weights
 
-    sweeps = [drops(_sweep(adapter, prepared, config, config.optim.warm_windows, side=0.25))]
-    if float(sweeps[0][1].max(0).values.min()) < WHOLE_DROP:
-        sweeps.append(drops(coarse or _sweep(adapter, prepared, config, config.select.windows or 3)))
-    return torch.stack([sweep_prior([(keep, d[:, g]) for keep, d in sweeps]) for g in range(len(groups))])
+    fine = drops(_sweep(adapter, prepared, config, config.optim.warm_windows, side=0.25))
+
+    @functools.cache  # run once, for the first group that needs it
+    def half_side() -> tuple[Tensor, Tensor]:
+        return drops(coarse or _sweep(adapter, prepared, config, config.select.windows or 3))
+
+    def sweeps(group: int) -> Iterator[tuple[Tensor, Tensor]]:  # the coarse one only if sweep_prior reads on
+        yield fine[0], fine[1][:, group]
+        keep, cost = half_side()
+        yield keep, cost[:, group]
+
+    return torch.stack([sweep_prior(sweeps(g)) for g in range(len(groups))])
 
 
 @torch.no_grad()
@@ -195,14 +205,14 @@ def _sweep(adapter: Adapter, prepared, config: ExplainConfig, windows: int, side
     and ``(K, T)`` the log-probability of each answer token with region ``k`` replaced by the baseline."""
     keep = sweep_masks(mask_grid_shape(prepared.image_size, config.optim.mask_size), windows, side)
     keep = keep.to(adapter.device)
-    lowest = torch.zeros(len(keep), prepared.answer_ids.numel())
+    log_probs = torch.zeros(len(keep), prepared.answer_ids.numel())
 
     def run(first: int, last: int) -> None:
         weights = adapter.project_mask(keep[first:last], prepared)
-        lowest[first:last] = adapter.answer_log_probs(prepared, blend(prepared, weights, insertion=False)).float().cpu()
+        log_probs[first:last] = adapter.answer_log_probs(prepared, blend(prepared, weights, insertion=False)).float().cpu()
 
     in_chunks(len(keep), config.optim.batch_size, run)
-    return keep, lowest
+    return keep, log_probs
 
 
 def _trainer(adapter: Adapter, log_dir: Path | None, folder: str, images: SaliencyImageLogger, progress: bool = False,

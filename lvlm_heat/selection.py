@@ -16,7 +16,7 @@ from __future__ import annotations
 import math
 import re
 import string
-from collections.abc import Sequence
+from collections.abc import Iterable
 
 import torch
 from torch import Tensor
@@ -110,7 +110,7 @@ WHOLE_DROP = 1.0
 """A region's drop (nats) that the warm start trusts fully (:func:`sweep_prior`)."""
 
 
-def sweep_prior(sweeps: Sequence[tuple[Tensor, Tensor]], min_drop: float = WHOLE_DROP, power: float = 2.0) -> Tensor:
+def sweep_prior(sweeps: Iterable[tuple[Tensor, Tensor]], min_drop: float = WHOLE_DROP, power: float = 2.0) -> Tensor:
     """Where the sweeps found the evidence: ``(1, h, w)`` in [0, 1], finest sweep first.
 
     The first (fine, dense) sweep's map is each cell's mean drop over the regions covering it,
@@ -130,6 +130,7 @@ def sweep_prior(sweeps: Sequence[tuple[Tensor, Tensor]], min_drop: float = WHOLE
     Args:
         sweeps: ``(keep, drops)`` per sweep, finest first: ``(K, 1, h, w)`` keep-masks (:func:`sweep_masks`)
             and ``(K,)`` how much replacing each region lowers the explained tokens' log-probability.
+            Read lazily: a sweep after one trusted fully is never asked for (a generator may run it on demand).
         min_drop: A drop (nats) that counts as whole: smaller sweeps are trusted in proportion.
         power: Sharpness of each sweep's map (1: the drops as they are).
 
@@ -145,10 +146,10 @@ def sweep_prior(sweeps: Sequence[tuple[Tensor, Tensor]], min_drop: float = WHOLE
         >>> sweep_prior([(keep, torch.zeros(9)), (coarse, torch.tensor([2.0, 0.0, 0.0, 0.0]))])[0].tolist()
         [[1.0, 1.0, 1.0, 0.0], [1.0, 1.0, 1.0, 0.0], [1.0, 1.0, 1.0, 0.0], [0.0, 0.0, 0.0, 0.0]]
     """
-    prior, left = torch.zeros(sweeps[0][0].shape[1:]), 1.0
+    prior, left = None, 1.0
     for k, (keep, drops) in enumerate(sweeps):
         shape, trust = _sweep_map(keep, drops, min_drop, largest=k > 0)
-        prior = prior + left * trust * shape**power
+        prior = left * trust * shape**power + (0 if prior is None else prior)
         left *= 1 - trust
         if left <= 0:
             break
