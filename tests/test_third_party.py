@@ -8,6 +8,10 @@ folder or a usable torchvision / timm / open_clip is missing (``.ci/run`` instal
 from __future__ import annotations
 
 import json
+import shutil
+import sys
+import types
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -254,3 +258,143 @@ def test_a_module_a_newer_library_removed_is_stood_in_while_importing_and_gone_a
     assert not any(name.startswith("no_such_package_xyz") for name in sys.modules)
     with stand_ins(("json",)):  # an installed module is used as it is
         assert importlib.import_module("json").dumps([1]) == "[1]"
+
+
+# -- nothing stays patched --------------------------------------------------------------------------
+
+UPSTREAM = ("cambrian.model.cambrian_arch", "cambrian.model.language_model.cambrian_llama",
+            "mgm.model.language_model.mgm_llama")
+_ABSENT = object()
+
+
+def _is_stand_in(value) -> bool:
+    from lvlm_heat.adapters.third_party.compat import _StandInFinder
+
+    return type(value) is types.ModuleType and isinstance(getattr(value.__spec__, "loader", None), _StandInFinder)
+
+
+def _leftovers() -> list[str]:
+    """Entries of ``sys.modules``, and attributes of modules outside the upstream packages (whose own references
+    are kept on purpose), that are stand-in modules; module aliases still bound to their targets."""
+    from lvlm_heat.adapters import mgm
+
+    left = [name for name, module in list(sys.modules.items()) if _is_stand_in(module)]
+    for name, module in list(sys.modules.items()):
+        if isinstance(module, types.ModuleType) and name.split(".")[0] not in ("cambrian", "mgm"):
+            left += [f"{name}.{key}" for key, value in list(vars(module).items()) if _is_stand_in(value)]
+    # a real module of that name (an older transformers has one) is not its target: only the alias is
+    return left + [alias for alias, target in mgm.ALIASES.items()
+                   if alias in sys.modules and sys.modules[alias] is sys.modules.get(target)]
+
+
+def _process_state() -> dict:
+    """What the compatibility layer patches, or could: modules, finders, upstream and library namespaces."""
+    from lightning.pytorch.utilities.rank_zero import rank_zero_only
+    from transformers import LlamaForCausalLM, PreTrainedModel
+
+    modules = {name: sys.modules[name] for name in UPSTREAM}
+    namespaces = {**modules, "CambrianLlamaForCausalLM": modules[UPSTREAM[1]].CambrianLlamaForCausalLM,
+                  "MGMLlamaForCausalLM": modules[UPSTREAM[2]].MGMLlamaForCausalLM, "PreTrainedModel": PreTrainedModel,
+                  "LlamaForCausalLM": LlamaForCausalLM}
+    return {
+        "modules": dict(sys.modules),
+        "meta_path": list(sys.meta_path),
+        # a warning raised from a module's code adds __warningregistry__ to its globals: Python's doing, not ours
+        "vars": {name: {k: v for k, v in vars(space).items() if k != "__warningregistry__"}
+                 for name, space in namespaces.items()},
+        "rank_zero_only.rank": getattr(rank_zero_only, "rank", _ABSENT),
+        "torch": (torch.get_default_dtype(), torch.is_grad_enabled()),
+    }
+
+
+def _changes(before: dict, after: dict) -> list[str]:
+    """Every difference of :func:`_process_state`, by identity, besides modules imported for real since."""
+    from lvlm_heat.adapters import mgm
+    from lvlm_heat.adapters.third_party import compat
+
+    changes = [f"sys.modules[{name!r}] removed or rebound" for name, module in before["modules"].items()
+               if after["modules"].get(name, _ABSENT) is not module]
+    added = set(after["modules"]) - set(before["modules"])
+    missing = {name for names in compat.OPTIONAL.values() for name in names if compat._absent(name)}
+    changes += [f"sys.modules[{name!r}] is a stand-in or an alias" for name in sorted(added)
+                if compat._under(name, missing | set(mgm.ALIASES)) or _is_stand_in(after["modules"][name])]
+    if len(after["meta_path"]) != len(before["meta_path"]) or any(
+            a is not b for a, b in zip(after["meta_path"], before["meta_path"])):
+        changes.append(f"sys.meta_path: {before['meta_path']} -> {after['meta_path']}")
+    for space, names in before["vars"].items():
+        now = after["vars"][space]
+        changes += [f"{space}.{key}" for key in sorted(names.keys() | now.keys())
+                    if now.get(key, _ABSENT) is not names.get(key, _ABSENT)]
+    changes += [key for key in ("rank_zero_only.rank", "torch") if after[key] != before[key]]
+    return changes
+
+
+def test_loading_and_running_leaves_every_upstream_class_module_and_library_global_as_it_was(models, tmp_path):
+    """No stand-in module, alias, finder or patched upstream attribute outlives a load, and the load and the model
+    calls leave transformers' logging alone; whole explanations from the command line leave the rest alone too."""
+    from transformers.utils import logging as hf_logging
+
+    from lvlm_heat.adapters import load_adapter
+    from lvlm_heat.cli import main
+
+    assert not _leftovers()  # the fixture's first imports of both packages left none either
+    verbosity, bar = hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled()
+    hf_logging.set_verbosity(hf_logging.WARNING + 1)  # a level no set_verbosity_* sets: a change by the load shows
+    try:
+        before = _process_state()
+        image = textured_image(48, 80)
+        with pytest.MonkeyPatch.context() as patch:
+            env.go_offline(patch, models["hub"])
+            for name in ("cambrian", "mgm"):
+                adapter = load_adapter(models[name], precision="fp32", device="cpu")
+                adapter.generate(image, QUESTION, max_new_tokens=2)  # the model calls an explanation makes
+                prepared = _prepare(adapter, image)
+                mask = torch.full((1, 1, 6, 10), 0.5, requires_grad=True)
+                composite = blend(prepared, adapter.project_mask(mask, prepared), insertion=False)
+                adapter.answer_log_probs(prepared, composite).sum().backward()
+                assert mask.grad.abs().sum() > 0, name
+        assert hf_logging.get_verbosity() == hf_logging.WARNING + 1 and hf_logging.is_progress_bar_enabled() == bar
+        assert _changes(before, _process_state()) == []
+        assert not _leftovers()
+        # whole pairs, loaded and explained by the command line, whose Lightning trainer runs in this process; the
+        # command line quiets transformers' logging on purpose (quiet_libraries): not checked from here on
+        path = tmp_path / "pair.png"
+        image.save(path)
+        with pytest.MonkeyPatch.context() as patch:
+            env.go_offline(patch, models["hub"])
+            for name in ("cambrian", "mgm"):
+                summary = main(["--model", models[name], "--adapter", name, "--image", str(path), "--question",
+                                QUESTION, "--answer", "the circle is red", "--output_dir", str(tmp_path / name),
+                                "--precision", "fp32", "--baseline", "black", *FAST])
+                assert summary["explained"] == 1, name
+        assert _changes(before, _process_state()) == []
+        assert not _leftovers()
+    finally:
+        hf_logging.set_verbosity(verbosity)
+        (hf_logging.enable_progress_bar if bar else hf_logging.disable_progress_bar)()
+
+
+@pytest.mark.parametrize("name", ["cambrian", "mgm"])
+def test_a_load_that_fails_leaves_every_upstream_class_and_module_as_it_was(name, models):
+    """Truncated weights: the load raises from inside ``from_pretrained``, where the upstream attribute is
+    patched; nothing stays patched."""
+    from lvlm_heat.adapters.cambrian import CambrianAdapter
+    from lvlm_heat.adapters.mgm import MGMAdapter
+    from lvlm_heat.errors import LvlmHeatError
+
+    folder = Path(models[name]).with_name(f"{name}-truncated")  # beside it: Mini-Gemini finds its model zoo
+    shutil.copytree(models[name], folder)
+    try:
+        weights = folder / "model.safetensors"
+        weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])
+        before = _process_state()
+        with pytest.MonkeyPatch.context() as patch:
+            env.go_offline(patch, models["hub"])
+            with pytest.raises(Exception) as caught:  # whatever the weights' reader raises
+                {"cambrian": CambrianAdapter, "mgm": MGMAdapter}[name].load(str(folder), torch.float32,
+                                                                          torch.device("cpu"))
+        assert not isinstance(caught.value, LvlmHeatError), caught.value  # not a check before the patched region
+        assert _changes(before, _process_state()) == []
+        assert not _leftovers()
+    finally:
+        shutil.rmtree(folder)

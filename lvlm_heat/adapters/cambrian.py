@@ -8,6 +8,11 @@ the image padded to a square with that tower's mean colour and resized to its si
 gives every tower its own composite, blended in its own normalisation. The features of all four reach
 the language model through the connector and again through the aggregator layers inside the decoder,
 so gradients reach the mask through every tower.
+
+While the checkpoint is built, and only then, the upstream ``cambrian_arch.build_vision_tower_aux_list``
+is replaced by a wrapper that gives delayed towers the hidden sizes of the checkpoint's projectors; it
+is put back when ``from_pretrained`` returns or raises (:func:`~lvlm_heat.adapters.third_party.compat.patched`).
+Everything else is set on the loaded network itself.
 """
 
 from __future__ import annotations
@@ -52,11 +57,8 @@ class CambrianAdapter(UpstreamAdapter):
                     tower._hidden_size = shape[1]
             return towers
 
-        arch.build_vision_tower_aux_list = towers_with_checkpoint_widths
-        try:
+        with compat.patched(arch, "build_vision_tower_aux_list", towers_with_checkpoint_widths):
             network = llama.CambrianLlamaForCausalLM.from_pretrained(folder, dtype=dtype)
-        finally:
-            arch.build_vision_tower_aux_list = build
         inner = network.get_model()
         for tower in inner.get_vision_tower_aux_list():
             if not tower.is_loaded:

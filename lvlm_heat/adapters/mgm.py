@@ -12,6 +12,11 @@ crops plus a global view, ``images`` ``(5, 3, 336, 336)``. Here the mask is blen
 on its window, and every CLIP view is resampled from the composite exactly as the pipeline resamples the
 image: one mask reaches both encoders and every crop, and the composites at mask 1 and 0 are the
 pipeline's tensors for the image and the baseline.
+
+While the checkpoint is built, and only then, the upstream class ``MGMLlamaForCausalLM`` lists the
+tower and mining-projector weights (loaded afterwards) among the keys not to report as unexpected; the
+class attribute is put back when ``from_pretrained`` returns or raises
+(:func:`~lvlm_heat.adapters.third_party.compat.patched`). Everything else is set on the loaded network itself.
 """
 
 from __future__ import annotations
@@ -92,8 +97,10 @@ class MGMAdapter(UpstreamAdapter):
             raise LvlmHeatError(f"{model}: not a Mini-Gemini checkpoint with a high-resolution tower "
                                 "(config.json needs mm_vision_tower_aux and image_size_aux)")
         # the towers' and mining projectors' weights are loaded after the model is built: not "unexpected" keys
-        llama.MGMLlamaForCausalLM._keys_to_ignore_on_load_unexpected = [r"vision_tower", r"vlm_uni"]
-        network = llama.MGMLlamaForCausalLM.from_pretrained(folder, config=config, dtype=dtype)
+        # (the class attribute is read while the model is built; the instance keeps its own copy)
+        ignore = [r"vision_tower", r"vlm_uni"]
+        with compat.patched(llama.MGMLlamaForCausalLM, "_keys_to_ignore_on_load_unexpected", ignore):
+            network = llama.MGMLlamaForCausalLM.from_pretrained(folder, config=config, dtype=dtype)
         inner = network.get_model()
         low, high = inner.get_vision_tower(), inner.get_vision_tower_aux()
         for tower in (low, high):

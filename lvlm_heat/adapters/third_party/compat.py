@@ -1,21 +1,34 @@
 """Runtime compatibility of the upstream Cambrian-1 and Mini-Gemini packages with today's torch and transformers.
 
 Both research packages are installed by the user from their own repositories (``pip install --no-deps -e
-<clone>``) and are used unmodified. They were written for transformers 4.36-4.37; what stands in their
-way here is patched at run time, on the loaded objects, never in their files:
+<clone>``) and are used unmodified: nothing here edits their files. Two kinds of changes make them run.
 
-- optional packages imported at module level but never used for inference (``diffusers`` by
-  Cambrian's diffusion encoders, ``deepspeed`` by Mini-Gemini's ZeRO-3 loading, ``ezcolorlog`` for
-  coloured logs, ``requests``, ``einops``) get stand-ins while the model package is imported, when
-  they are not installed; ``transformers.deepspeed`` is now ``transformers.integrations.deepspeed``;
+Temporary patches of objects this package does not own, each made through :class:`Patches` (or
+:func:`patched`) and undone when its ``with`` block exits, also when the block raises:
+
+- while an upstream package is imported (:func:`stand_ins`): a finder at the front of ``sys.meta_path``
+  serves stand-in modules for optional packages imported at module level but never used for inference
+  (``diffusers`` by Cambrian's diffusion encoders, ``deepspeed`` by Mini-Gemini's ZeRO-3 loading,
+  ``ezcolorlog`` for coloured logs, ``requests``, ``einops``, the removed
+  ``transformers.modeling_attn_mask_utils``) when they are not installed, and ``sys.modules`` holds module
+  aliases (``transformers.deepspeed`` for ``transformers.integrations.deepspeed``). On exit the finder,
+  the aliases, every stand-in module and any attribute the import system set on a real parent package for
+  one are gone; the upstream modules keep their own references to them;
+- while a checkpoint is built, an upstream module function or class attribute (Cambrian's tower builder,
+  Mini-Gemini's list of checkpoint keys not to report): see :mod:`lvlm_heat.adapters.cambrian` and
+  :mod:`lvlm_heat.adapters.mgm`.
+
+Changes to the loaded network, which is ours, stay (its own state, not a global):
+
 - towers kept in a plain Python list are registered as submodules, so ``.to()``, ``.eval()`` and
   ``parameters()`` reach them;
-- towers that run under ``no_grad`` unless a training flag is set get the flag: gradients must
-  reach the pixels;
+- towers that run under ``no_grad`` unless a training flag is set get the flag on the instance: gradients
+  must reach the pixels;
 - hidden sizes that delayed towers hard-code (Cambrian's SigLIP and ConvNeXt) are read from the
   checkpoint's own projector weights, and Mini-Gemini's ConvNeXt stage widths from the network;
 - Cambrian's decoder loop (a copy of the transformers 4.37 Llama loop with the Spatial Vision
-  Aggregator inside) is replaced by :func:`cambrian_decoder`, written for today's decoder layers.
+  Aggregator inside) is not called: :func:`cambrian_decoder`, written for today's decoder layers, runs
+  the network's layers instead.
 """
 
 from __future__ import annotations
@@ -29,7 +42,7 @@ import json
 import logging
 import sys
 import types
-from collections.abc import Iterator
+from collections.abc import Iterator, MutableMapping
 from pathlib import Path
 from typing import Any
 
@@ -51,6 +64,105 @@ OPTIONAL = {
     "mgm": ("deepspeed", "requests", "einops"),
 }
 
+
+# -- temporary patches ---------------------------------------------------------------------------
+
+_ABSENT = object()  # an attribute or key that did not exist
+
+
+def _own_attribute(target: Any, name: str) -> Any:
+    """``target``'s own attribute ``name``, or ``_ABSENT``: for a class or module, what its ``__dict__``
+    holds (an inherited class attribute belongs to the base class and must not be copied onto ``target``;
+    a ``staticmethod`` / ``classmethod`` must be put back as it is stored, not as it reads)."""
+    try:
+        return vars(target).get(name, _ABSENT)
+    except TypeError:  # no __dict__ (slots): what the attribute reads as
+        return getattr(target, name, _ABSENT)
+
+
+def _put_back_attribute(target: Any, name: str, value: Any) -> None:
+    if value is not _ABSENT:
+        setattr(target, name, value)
+    elif _own_attribute(target, name) is not _ABSENT:  # added meanwhile: deleted (an inherited one shows again)
+        delattr(target, name)
+
+
+def _put_back_item(mapping: MutableMapping, key: Any, value: Any) -> None:
+    if value is _ABSENT:
+        mapping.pop(key, None)
+    else:
+        mapping[key] = value
+
+
+def _remove(sequence: list, value: Any) -> None:
+    """Remove ``value`` itself (by identity, not equality) from ``sequence``, if it is still there."""
+    for index, item in enumerate(sequence):
+        if item is value:
+            del sequence[index]
+            return
+
+
+class Patches(contextlib.ExitStack):
+    """Changes to objects this package does not own, each undone when the ``with`` block exits.
+
+    Upstream modules and classes, ``sys.modules`` and ``sys.meta_path`` are shared by the whole process:
+    whatever is changed in them while a model is imported or built is recorded here first, and put back
+    on exit (newest first, also when the block raises). An attribute or key that did not exist is
+    deleted again. Changes may be added at any time inside the block, as the stand-in finder does while
+    the import system runs.
+
+    Example:
+        >>> import types
+        >>> box = types.SimpleNamespace(size=1)
+        >>> with Patches() as patches:
+        ...     patches.setattr(box, "size", 2)
+        ...     patches.setattr(box, "colour", "red")
+        ...     (box.size, box.colour)
+        (2, 'red')
+        >>> box
+        namespace(size=1)
+    """
+
+    def keep(self, target: Any, name: str) -> None:
+        """Put ``target``'s attribute ``name`` back as it is now on exit (delete it if it does not exist),
+        whoever changes it in between."""
+        self.callback(_put_back_attribute, target, name, _own_attribute(target, name))
+
+    def setattr(self, target: Any, name: str, value: Any) -> None:
+        """``setattr(target, name, value)`` until exit."""
+        self.keep(target, name)
+        setattr(target, name, value)
+
+    def keep_item(self, mapping: MutableMapping, key: Any) -> None:
+        """Put ``mapping[key]`` back as it is now on exit (remove it if it is not there)."""
+        self.callback(_put_back_item, mapping, key, mapping.get(key, _ABSENT))
+
+    def setitem(self, mapping: MutableMapping, key: Any, value: Any) -> None:
+        """``mapping[key] = value`` until exit."""
+        self.keep_item(mapping, key)
+        mapping[key] = value
+
+    def insert(self, sequence: list, index: int, value: Any) -> None:
+        """``sequence.insert(index, value)`` until exit."""
+        sequence.insert(index, value)
+        self.callback(_remove, sequence, value)
+
+
+@contextlib.contextmanager
+def patched(target: Any, name: str, value: Any) -> Iterator[Any]:
+    """``target.name`` is ``value`` inside the ``with`` block; afterwards it is what it was, or absent again.
+
+    Args:
+        target: A module, class or other object this package does not own.
+        name: The attribute.
+        value: Its value inside the block (also what ``with ... as`` gives).
+    """
+    with Patches() as patches:
+        patches.setattr(target, name, value)
+        yield value
+
+
+# -- stand-ins for missing optional packages ------------------------------------------------------
 
 class _Missing:
     """What a stand-in module hands out: anything, which fails when it is actually used."""
@@ -83,10 +195,17 @@ def _absent(name: str) -> bool:
 
 
 class _StandInFinder(importlib.abc.MetaPathFinder, importlib.abc.Loader):
-    """Serves a stand-in module for each missing package in ``names`` and any of its submodules."""
+    """Serves a stand-in module for each missing package in ``names`` and any of its submodules.
 
-    def __init__(self, names: set[str]) -> None:
+    Every stand-in it creates is recorded in ``patches`` before the import system stores it: its
+    ``sys.modules`` entry, and the attribute the import system sets for it on a real parent package
+    (``transformers.modeling_attn_mask_utils``), are undone when ``patches`` exits. A stand-in module's
+    loader is this finder (how tests recognise one).
+    """
+
+    def __init__(self, names: set[str], patches: Patches) -> None:
         self.names = names
+        self.patches = patches
 
     def find_spec(self, fullname, path=None, target=None):
         if _under(fullname, self.names):
@@ -94,6 +213,10 @@ class _StandInFinder(importlib.abc.MetaPathFinder, importlib.abc.Loader):
         return None
 
     def create_module(self, spec):
+        self.patches.keep_item(sys.modules, spec.name)
+        parent, _, child = spec.name.rpartition(".")
+        if parent in sys.modules and not _under(parent, self.names):  # a stand-in inside a real package
+            self.patches.keep(sys.modules[parent], child)
         module = types.ModuleType(spec.name)
         module.__path__ = []
         if spec.name == "ezcolorlog":
@@ -109,29 +232,22 @@ class _StandInFinder(importlib.abc.MetaPathFinder, importlib.abc.Loader):
 def stand_ins(names: tuple[str, ...], aliases: dict[str, str] | None = None) -> Iterator[None]:
     """While importing an upstream package: stand-ins for the missing ``names``, and module ``aliases``.
 
-    Installed packages are used as they are. Stand-ins and aliases are removed from ``sys.modules``
-    afterwards (the upstream modules keep their references), so nothing else sees them.
+    Installed packages are used as they are; an alias name already in ``sys.modules`` is left alone. On
+    exit (also on an error) ``sys.meta_path`` and the ``sys.modules`` entries of the stand-ins and aliases
+    are as they were, and real packages hold no attribute for a stand-in: nothing else sees them. The
+    upstream modules keep their references. The alias targets are imported for real, and stay imported.
+
+    Args:
+        names: Top-level packages or dotted modules to stand in for, where they cannot be imported.
+        aliases: ``{name: real module}``: ``import name`` gives the real module while importing.
     """
     missing = {name for name in names if name not in sys.modules and _absent(name)}
-    finder = _StandInFinder(missing)
-    sys.meta_path.insert(0, finder)
-    added = []
-    for alias, target in (aliases or {}).items():
-        if alias not in sys.modules:
-            sys.modules[alias] = importlib.import_module(target)
-            added.append(alias)
-    try:
+    with Patches() as patches:
+        for alias, target in (aliases or {}).items():  # imported before the finder is in: they see no stand-in
+            if alias not in sys.modules:
+                patches.setitem(sys.modules, alias, importlib.import_module(target))
+        patches.insert(sys.meta_path, 0, _StandInFinder(missing, patches))
         yield
-    finally:
-        sys.meta_path.remove(finder)
-        for name in added:
-            sys.modules.pop(name, None)
-        for name in [m for m in list(sys.modules) if _under(m, missing)]:
-            sys.modules.pop(name, None)
-            parent, _, child = name.rpartition(".")
-            if parent in sys.modules and not _under(parent, missing):  # a stand-in inside a real package
-                with contextlib.suppress(AttributeError):
-                    delattr(sys.modules[parent], child)
 
 
 def import_upstream(package: str, modules: tuple[str, ...], aliases: dict[str, str] | None = None) -> list[Any]:
