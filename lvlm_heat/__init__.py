@@ -22,10 +22,14 @@ _PUBLIC = {
     "Explainer": "lvlm_heat.api",
     "DataConfig": "lvlm_heat.config",
     "ExplainConfig": "lvlm_heat.config",
+    "ModelConfig": "lvlm_heat.config",
     "OptimConfig": "lvlm_heat.config",
+    "SanityConfig": "lvlm_heat.config",
     "SelectionConfig": "lvlm_heat.config",
     "TrainerConfig": "lvlm_heat.config",
+    "WarmStartConfig": "lvlm_heat.config",
     "Pair": "lvlm_heat.data",
+    "Query": "lvlm_heat.data",
     "load_image": "lvlm_heat.data",
     "read_dataset": "lvlm_heat.data",
     "DEMO_MODEL": "lvlm_heat.demo",
@@ -35,35 +39,14 @@ _PUBLIC = {
     "MaskExplainer": "lvlm_heat.explainer",
     "DeletionAUC": "lvlm_heat.metrics",
     "InsertionAUC": "lvlm_heat.metrics",
-    "explain_pair": "lvlm_heat.one_pair",
-    "Explanation": "lvlm_heat.record",
+    "explain_pair": "lvlm_heat.pipeline",
+    "prepare": "lvlm_heat.prepare",
+    "CompositeScorer": "lvlm_heat.scorer",
+    "ExplanationRecord": "lvlm_heat.record",
+    "read_record": "lvlm_heat.reporting.outputs",
 }
 
-__all__ = [
-    "Adapter",
-    "DEMO_MODEL",
-    "DEMO_MODELS",
-    "DEMO_PAIRS",
-    "DataConfig",
-    "DeletionAUC",
-    "ExplainConfig",
-    "Explainer",
-    "Explanation",
-    "HFAdapter",
-    "InsertionAUC",
-    "LvlmHeatError",
-    "MaskExplainer",
-    "OptimConfig",
-    "Pair",
-    "PreparedPair",
-    "SelectionConfig",
-    "TrainerConfig",
-    "explain_pair",
-    "load_adapter",
-    "load_image",
-    "read_dataset",
-    "register_adapter",
-]
+__all__ = sorted(_PUBLIC)
 
 
 def __getattr__(name: str) -> Any:
@@ -81,11 +64,23 @@ def __dir__() -> list[str]:
 if TYPE_CHECKING:  # for type checkers and IDEs: the same names, imported eagerly
     from lvlm_heat.adapters import Adapter, HFAdapter, PreparedPair, load_adapter, register_adapter  # noqa: F401
     from lvlm_heat.api import Explainer  # noqa: F401
-    from lvlm_heat.config import DataConfig, ExplainConfig, OptimConfig, SelectionConfig, TrainerConfig  # noqa: F401
-    from lvlm_heat.data import Pair, load_image, read_dataset  # noqa: F401
+    from lvlm_heat.config import (  # noqa: F401
+        DataConfig,
+        ExplainConfig,
+        ModelConfig,
+        OptimConfig,
+        SanityConfig,
+        SelectionConfig,
+        TrainerConfig,
+        WarmStartConfig,
+    )
+    from lvlm_heat.data import Pair, Query, load_image, read_dataset  # noqa: F401
     from lvlm_heat.demo import DEMO_MODEL, DEMO_MODELS, DEMO_PAIRS  # noqa: F401
     from lvlm_heat.errors import LvlmHeatError  # noqa: F401
     from lvlm_heat.explainer import MaskExplainer  # noqa: F401
     from lvlm_heat.metrics import DeletionAUC, InsertionAUC  # noqa: F401
-    from lvlm_heat.one_pair import explain_pair  # noqa: F401
-    from lvlm_heat.record import Explanation  # noqa: F401
+    from lvlm_heat.pipeline import explain_pair  # noqa: F401
+    from lvlm_heat.prepare import prepare  # noqa: F401
+    from lvlm_heat.record import ExplanationRecord  # noqa: F401
+    from lvlm_heat.reporting.outputs import read_record  # noqa: F401
+    from lvlm_heat.scorer import CompositeScorer  # noqa: F401

@@ -16,12 +16,11 @@ from typing import Any
 from PIL import Image
 
 from lvlm_heat.adapters import load_adapter
-from lvlm_heat.batch_size import with_batch_size
-from lvlm_heat.config import ExplainConfig, Precision
-from lvlm_heat.data import open_image
-from lvlm_heat.demo import DEMO_MODELS
-from lvlm_heat.one_pair import explain_pair
-from lvlm_heat.record import Explanation
+from lvlm_heat.config import ExplainConfig, ModelConfig, Precision
+from lvlm_heat.data.images import open_image
+from lvlm_heat.data.pairs import Query
+from lvlm_heat.pipeline import explain_pair
+from lvlm_heat.record import ExplanationRecord
 from lvlm_heat.reporting.console import quiet_libraries
 from lvlm_heat.reporting.outputs import write_pair_outputs
 
@@ -37,19 +36,19 @@ class Explainer:
     """A model loaded once, ready to explain image-question pairs.
 
     Args:
-        model: Hub id, local folder saved with ``save_pretrained``, or a shipped demo model:
-            ``"demo"`` (LLaVA format, the default) or ``"demo-qwen2-vl"``.
+        model: Hub id, local folder saved with ``save_pretrained``, or a shipped demo model: ``"demo"``
+            (LLaVA format, the default) or ``"demo-qwen2-vl"``; or a whole :class:`~lvlm_heat.config.ModelConfig`.
         precision: ``auto`` (bf16/fp16 on a GPU, fp32 on the CPU), ``fp32``, ``bf16`` or ``fp16``.
         device: ``auto``, ``cpu``, ``cuda`` or ``cuda:N``.
         adapter: Import path of an adapter class, to override auto-detection.
-        gradient_checkpointing: Recompute the model's activations in the backward pass (saves
-            memory on large models, costs about one extra forward pass).
-        config: Explanation settings (METHOD.md defaults).
+        gradient_checkpointing: Recompute the model's activations in the backward pass (saves memory on large
+            models, costs about one extra forward pass).
+        config: Explanation settings (:class:`~lvlm_heat.config.ExplainConfig`).
     """
 
     def __init__(
         self,
-        model: str | Path = "demo",
+        model: str | Path | ModelConfig = "demo",
         *,
         precision: Precision = "auto",
         device: str = "auto",
@@ -58,10 +57,10 @@ class Explainer:
         config: ExplainConfig | None = None,
     ) -> None:
         quiet_libraries()
-        model = DEMO_MODELS.get(str(model), model)
-        self.adapter = load_adapter(
-            str(model), precision=precision, device=device, adapter=adapter, gradient_checkpointing=gradient_checkpointing
-        )
+        if not isinstance(model, ModelConfig):
+            model = ModelConfig(str(model), adapter, precision, device, gradient_checkpointing)
+        self.model = model
+        self.adapter = load_adapter(model)
         self.config = config or ExplainConfig()
 
     def explain(
@@ -73,30 +72,28 @@ class Explainer:
         pair_id: str | None = None,
         output_dir: str | Path | None = None,
         **trainer_overrides: Any,
-    ) -> Explanation:
-        """Explain one pair; write ``output_dir/<pair_id>/`` (files and TensorBoard events) when
-        ``output_dir`` is given.
+    ) -> ExplanationRecord:
+        """Explain one pair; write ``output_dir/<pair_id>/`` (files and TensorBoard events) when ``output_dir``
+        is given.
 
-        ``pair_id`` defaults to the image file's stem, or for a PIL image to ``image_<hash>`` of the
-        image, question and answer, so that explaining other pairs never overwrites earlier outputs;
-        its file-name-safe form names the folder.
+        ``pair_id`` defaults to the image file's stem, or for a PIL image to ``image_<hash>`` of the image,
+        question and answer, so that explaining other pairs never overwrites earlier outputs; its
+        file-name-safe form names the folder.
 
         Returns:
-            An :class:`~lvlm_heat.record.Explanation`: ``saliency`` ``(H, W)`` over the original
-            image, ``tokens`` with their LLR, ``deletion_auc``, ``insertion_auc``, the curves and
-            the per-iteration loss ``history``.
+            An :class:`~lvlm_heat.record.ExplanationRecord`: ``saliency`` ``(H, W)`` over the original image,
+            ``tokens`` with their LLR, ``deletion_auc``, ``insertion_auc``, the curves and the per-iteration
+            loss ``history``.
         """
         path, notes = None, []
         if not isinstance(image, Image.Image):
             path = Path(image)
             image, notes = open_image(path)
         pair_id = pair_id or (path.stem if path else content_id(image, question, answer))
+        query = Query(image, question, answer, pair_id, image_path=str(path) if path else None, image_notes=notes)
         folder = Path(output_dir) if output_dir is not None else None
-        self.config = with_batch_size(self.adapter, self.config, image, question)  # auto: probed on the first pair
-        result = explain_pair(
-            self.adapter, image, question, answer=answer, config=self.config, pair_id=pair_id, log_dir=folder,
-            image_path=str(path) if path else None, image_notes=notes, trainer_overrides=trainer_overrides or None,
-        )
+        record = explain_pair(self.adapter, query, self.config, log_dir=folder,
+                              trainer_overrides=trainer_overrides or None)
         if folder is not None:
-            write_pair_outputs(folder / result.folder, image, result)
-        return result
+            write_pair_outputs(folder / record.folder, record)
+        return record

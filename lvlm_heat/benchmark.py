@@ -1,4 +1,4 @@
-"""How fast is an explanation, and how much of it is the model? ``python -m lvlm_heat.benchmark``.
+"""How fast is an explanation, and how much of it is the model? ``lvlm-heat benchmark``.
 
 For one pair it measures, in one run:
 
@@ -15,6 +15,7 @@ For one pair it measures, in one run:
 
 ``overhead_ratio`` = optimise + curves / bare model passes (everything that is not the model);
 ``speedup_vs_sequential`` = one-at-a-time / batched. The last line printed is one JSON object.
+All figures come from one run on one machine: compare them as ratios, not across machines.
 
 ``--random_weights llava-1.5-7b`` (or ``qwen2.5-vl-7b``, ``internvl3-8b``, or the hub id) measures a
 model of that released checkpoint's shape with random weights, built and saved to a temporary folder
@@ -36,15 +37,15 @@ from pathlib import Path
 
 import torch
 
-from lvlm_heat.adapters.base import HFAdapter
-from lvlm_heat.api import Explainer
-from lvlm_heat.baseline import make_baseline
-from lvlm_heat.batch_size import with_batch_size
-from lvlm_heat.config import DataConfig, ExplainConfig, Precision, SelectionConfig
-from lvlm_heat.data import load_image, read_dataset
+from lvlm_heat.adapters import load_adapter, resolve_device
+from lvlm_heat.adapters.base import Adapter
+from lvlm_heat.config import DataConfig, ExplainConfig, ModelConfig, SelectionConfig
+from lvlm_heat.data import Query, load_image, read_dataset
 from lvlm_heat.errors import LvlmHeatError
 from lvlm_heat.geometry import mask_grid_shape
-from lvlm_heat.one_pair import explain_pair
+from lvlm_heat.pipeline import explain_pair
+from lvlm_heat.prepare import Prepared, prepare
+from lvlm_heat.reporting.console import quiet_libraries
 
 log = logging.getLogger(__name__)
 
@@ -63,32 +64,38 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def bare_passes(adapter: HFAdapter, prepared, composites: int | list[int], batch_size: int, backward: bool) -> float:
-    """Seconds for plain model passes over ``composites`` (a count, or the counts of the method's
-    successive calls, each cut in chunks of ``batch_size`` as the method cuts them)."""
-    steps = prepared.answer_ids.numel()
-    device = adapter.device
-    calls = [composites] if isinstance(composites, int) else composites
-    chunks = [min(batch_size, total - first) for total in calls for first in range(0, total, batch_size)]
-    _sync(device)
+def bare_passes(prepared: Prepared, calls: list[int], backward: bool) -> float:
+    """Seconds for plain model passes over the composites of the method's successive ``calls`` (their counts),
+    each cut in chunks of the scorer's batch size as the method cuts them: the processed image itself, with no
+    mask, blend or loss around it."""
+    scorer = prepared.scorer
+    adapter, inputs = scorer.adapter, scorer.inputs
+    steps = inputs.answer_ids.numel()
+    _sync(adapter.device)
     start = time.perf_counter()
-    for count in chunks:
-        pixels = {k: v.expand(count, *v.shape).clone().requires_grad_(backward) for k, v in prepared.image.items()}
-        with torch.set_grad_enabled(backward):
-            logits = adapter.model(**adapter.batch_inputs(prepared, pixels, count), logits_to_keep=steps, use_cache=False).logits
-            if backward:
-                logits.float().sum().backward()
-    _sync(device)
+    for total in calls:
+
+        def run(first: int, last: int) -> None:
+            count = last - first
+            pixels = {k: v.expand(count, *v.shape).clone().requires_grad_(backward) for k, v in inputs.image.items()}
+            with torch.set_grad_enabled(backward):
+                logits = adapter.model(**adapter.batch_inputs(inputs, pixels, count), logits_to_keep=steps,
+                                       use_cache=False).logits
+                if backward:
+                    logits.float().sum().backward()
+
+        scorer.in_chunks(total, run)
+    _sync(adapter.device)
     return time.perf_counter() - start
 
 
-def pass_flops(adapter: HFAdapter, prepared, backward: bool) -> int:
+def pass_flops(prepared: Prepared, backward: bool) -> int:
     """Model FLOPs of one composite's forward pass (and backward to the pixels), as torch counts them."""
     from torch.utils.flop_counter import FlopCounterMode
 
     counter = FlopCounterMode(display=False)
     with counter:
-        bare_passes(adapter, prepared, 1, 1, backward)
+        bare_passes(prepared, [1], backward)
     return counter.get_total_flops()
 
 
@@ -111,16 +118,13 @@ def _peak_host_memory_mb() -> float:
 
 
 def benchmark(
-    model: str = "demo",
+    model: ModelConfig = ModelConfig(),
     image: Path | None = None,
     question: str | None = None,
     answer: str | None = None,
     explain: ExplainConfig | None = None,
     repeats: int = 3,
     sequential: bool = True,
-    device: str = "auto",
-    precision: Precision = "auto",
-    gradient_checkpointing: bool = False,
     random_weights: str | None = None,
     layers: int | None = None,
     width_divisor: int = 1,
@@ -131,66 +135,72 @@ def benchmark(
     """Time one pair (default: the first demo pair) with the full method and with bare model passes.
 
     Args:
-        model: Hub id, local folder or ``demo`` (ignored with ``--random_weights``).
+        model: The model, as for ``lvlm-heat explain`` (``--model``, ``--precision``, ``--device``, ...; ignored
+            but for its precision, device and gradient checkpointing with ``--random_weights``).
         image: Image of the pair; default the first demo pair's.
         question: Its question.
         answer: Fixed answer; default the model's own.
-        explain: The explanation settings, as for ``train.py`` (``--optim.batch_size``, ...); every
-            answer token is explained in one joint map (rule ``all``, maps ``joint``), since the cost
-            does not depend on which (per-word maps: ``per_word``).
+        explain: The explanation settings, as for ``lvlm-heat explain`` (``--optim.batch_size``, ...); every answer
+            token is explained in one joint map (rule ``all``, maps ``joint``), since the cost does not depend on
+            which (per-word maps: ``per_word``).
         repeats: Timed repetitions of the batched method and of the bare passes; medians are reported.
         sequential: Also time one composite at a time, once (slow on large models).
-        device: ``auto``, ``cpu``, ``cuda``.
-        precision: ``auto``, ``fp32``, ``bf16``, ``fp16``.
-        gradient_checkpointing: Recompute activations in the backward pass.
-        random_weights: Measure a model of this released checkpoint's shape with random weights instead
-            of ``model``: ``llava-1.5-7b``, ``qwen2.5-vl-7b``, ``internvl3-8b`` or the hub id (nothing is
-            downloaded; the weights go to a temporary folder, 15 GB for a 7B model in bf16).
+        random_weights: Measure a model of this released checkpoint's shape with random weights instead of
+            ``model``: ``llava-1.5-7b``, ``qwen2.5-vl-7b``, ``internvl3-8b`` or the hub id (nothing is downloaded;
+            the weights go to a temporary folder, 15 GB for a 7B model in bf16).
         layers: With ``random_weights``: at most this many layers in every tower.
         width_divisor: With ``random_weights``: every tower this many times narrower.
-        image_size: ``[width, height]`` to resize the image to first (the cost of dynamic-resolution
-            models depends on it).
+        image_size: ``[height, width]`` to resize the image to first (the cost of dynamic-resolution models depends
+            on it).
         memory_limit_gb: Behave as on a GPU with this much memory: the process may allocate no more
-            (``torch.cuda.set_per_process_memory_fraction``), so ``--optim.batch_size auto`` and the
-            out-of-memory fallback find what fits there.
-        per_word: Also time per-word maps (``--maps per_word``, one map per word of the answer beside the
-            joint one) and report their cost against the joint map's.
-    """
-    from lvlm_heat.adapters import resolve_device
+            (``torch.cuda.set_per_process_memory_fraction``), so ``--optim.batch_size auto`` and the out-of-memory
+            fallback find what fits there.
+        per_word: Also time per-word maps (``--maps per_word``, one map per word of the answer beside the joint
+            one) and report their cost against the joint map's.
 
-    if memory_limit_gb is not None and resolve_device(device).type != "cuda":
+    Returns:
+        The figures (also printed, a table and then one JSON line).
+    """
+    quiet_libraries()
+    if memory_limit_gb is not None and resolve_device(model.device).type != "cuda":
         raise LvlmHeatError("--memory_limit_gb limits GPU memory: it needs a CUDA device")
     if image is None:
         pair = read_dataset(DataConfig())[0]
         image, question = pair.image, question or pair.question
     picture = load_image(image)
     if image_size is not None:
-        picture = picture.resize(tuple(image_size))
+        height, width = image_size
+        picture = picture.resize((width, height))
     with tempfile.TemporaryDirectory(prefix="lvlm_heat_random_") as folder:
-        name = str(model)
+        name = model.model
         if random_weights is not None:
-            model, name = _random_checkpoint(random_weights, folder, layers, width_divisor, device, precision)
-        explainer = Explainer(model, device=device, precision=precision, gradient_checkpointing=gradient_checkpointing)
-    adapter = explainer.adapter
+            checkpoint, name = _random_checkpoint(random_weights, folder, layers, width_divisor, model)
+            model = replace(model, model=checkpoint, adapter=None)
+        adapter = load_adapter(model)
     if memory_limit_gb is not None:
         total = torch.cuda.get_device_properties(adapter.device).total_memory
         torch.cuda.set_per_process_memory_fraction(min(1.0, memory_limit_gb * 2**30 / total), adapter.device)
-    report = measure(adapter, picture, question, answer, explain, repeats, sequential, name, per_word)
+    report = measure(adapter, Query(picture, question, answer), explain, repeats, sequential, name, per_word)
     if memory_limit_gb is not None:
         report["memory_limit_gb"] = memory_limit_gb
+    width = max(len(k) for k in report)
+    for key, value in report.items():
+        print(f"{key:<{width}}  {value:.4g}" if isinstance(value, float) else f"{key:<{width}}  {value}")
+    print(json.dumps(report), flush=True)
     return report
 
 
-def _random_checkpoint(shape: str, folder: str, layers: int | None, width_divisor: int, device: str,
-                       precision: Precision) -> tuple[str, str]:
+def _random_checkpoint(shape: str, folder: str, layers: int | None, width_divisor: int,
+                       model: ModelConfig) -> tuple[str, str]:
     """Save a random checkpoint of ``shape`` in the run's dtype on its device; its folder and a description."""
-    from lvlm_heat.adapters import resolve_device, resolve_dtype
+    from lvlm_heat.adapters import resolve_dtype
     from lvlm_heat.shapes import Resize, find_shape, save_random_checkpoint
 
     found = find_shape(shape)
-    target = resolve_device(device)
+    target = resolve_device(model.device)
     start = time.perf_counter()
-    save_random_checkpoint(found.name, folder, Resize(layers, width_divisor), resolve_dtype(precision, target), target)
+    save_random_checkpoint(found.name, folder, Resize(layers, width_divisor), resolve_dtype(model.precision, target),
+                           target)
     gc.collect()
     if target.type == "cuda":
         torch.cuda.empty_cache()
@@ -199,38 +209,35 @@ def _random_checkpoint(shape: str, folder: str, layers: int | None, width_diviso
     return folder, f"{found.checkpoint} (random weights{resized})"
 
 
-def measure(adapter: HFAdapter, picture, question: str, answer: str | None, explain: ExplainConfig | None,
-            repeats: int, sequential: bool, name: str, per_word: bool = False) -> dict:
+def measure(adapter: Adapter, query: Query, explain: ExplainConfig | None, repeats: int, sequential: bool,
+            name: str, per_word: bool = False) -> dict:
     """The benchmark's figures for one loaded model and one pair (see the module docstring)."""
     config = replace(explain or ExplainConfig(), select=SelectionConfig(rule="all"), maps="joint")
-    start = time.perf_counter()
-    resolved = with_batch_size(adapter, config, picture, question)
-    probe_seconds = time.perf_counter() - start
-    optim = resolved.optim
+    picture = query.image
 
     def method(cfg: ExplainConfig, runs: int) -> dict[str, float]:
-        results = [explain_pair(adapter, picture, question, answer=answer, config=cfg) for _ in range(runs)]
+        results = [explain_pair(adapter, replace(query), cfg) for _ in range(runs)]
         phases = {f"seconds_{key}": statistics.median(r.timings[key] for r in results) for key in results[0].timings}
         return {"seconds_per_pair": statistics.median(r.seconds for r in results), **phases}
 
-    explain_pair(adapter, picture, question, answer=answer,
-                 config=replace(resolved, optim=replace(optim, iterations=1, curve_steps=4)))  # warm-up
+    start = time.perf_counter()
+    prepared = prepare(adapter, replace(query), config)  # resolves batch_size auto (the probe) for this model
+    probe_seconds = time.perf_counter() - start
+    resolved = replace(config, optim=replace(config.optim, batch_size=prepared.scorer.batch_size))
+    optim = resolved.optim
+    explain_pair(adapter, replace(query), replace(resolved, optim=replace(optim, iterations=1, curve_steps=4)))  # warm-up
     if adapter.device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(adapter.device)
     batched = method(resolved, repeats)
     gpu_peak = _peak_gpu_memory_mb(adapter.device)
 
-    answer_ids = adapter.encode_answer(answer) if answer else adapter.generate(picture, question, config.max_new_tokens)
-    prepared = adapter.prepare(picture, make_baseline(picture, config.baseline), question, answer_ids)
     per_iteration = 2 * optim.masks * optim.ig_iter
     per_curve = min(optim.curve_steps, mask_cells(picture, optim.mask_size)) - 1
     optimise_composites, curve_composites = optim.iterations * per_iteration, 2 * per_curve
-    bare_fb = statistics.median(bare_passes(adapter, prepared, [per_iteration] * optim.iterations, optim.batch_size,
-                                            True) for _ in range(repeats))
-    bare_f = statistics.median(bare_passes(adapter, prepared, [per_curve] * 2, optim.batch_size, False)
-                               for _ in range(repeats))
+    bare_fb = statistics.median(bare_passes(prepared, [per_iteration] * optim.iterations, True) for _ in range(repeats))
+    bare_f = statistics.median(bare_passes(prepared, [per_curve] * 2, False) for _ in range(repeats))
     method_seconds = batched["seconds_optimise"] + batched["seconds_curves"]
-    flops = optimise_composites * pass_flops(adapter, prepared, True) + curve_composites * pass_flops(adapter, prepared, False)
+    flops = optimise_composites * pass_flops(prepared, True) + curve_composites * pass_flops(prepared, False)
     peak = peak_flops(adapter.device, adapter.dtype)
     achieved = flops / method_seconds
     report = {
@@ -239,9 +246,10 @@ def measure(adapter: HFAdapter, picture, question: str, answer: str | None, expl
         "device": str(adapter.device),
         "device_name": torch.cuda.get_device_name(adapter.device) if adapter.device.type == "cuda" else "cpu",
         "dtype": str(adapter.dtype).replace("torch.", ""),
+        "threads": torch.get_num_threads(),
         "image_size": f"{picture.width}x{picture.height}",
-        "tokens": prepared.text["input_ids"].shape[1],
-        "answer_tokens": prepared.answer_ids.numel(),
+        "tokens": prepared.inputs.text["input_ids"].shape[1],
+        "answer_tokens": prepared.inputs.answer_ids.numel(),
         "batch_size": optim.batch_size,
         "batch_size_chosen_by": "probe" if config.optim.batch_size == "auto" else "setting",
         "batch_size_probe_seconds": probe_seconds,
@@ -263,7 +271,7 @@ def measure(adapter: HFAdapter, picture, question: str, answer: str | None, expl
     if per_word:
         words = replace(resolved, maps="per_word")
         timed = method(words, repeats)
-        made = explain_pair(adapter, picture, question, answer=answer, config=words).words or []
+        made = explain_pair(adapter, replace(query), words).words or []
         report["per_word_words"] = len(made)
         report["per_word_seconds_per_pair"] = timed["seconds_per_pair"]
         report["per_word_cost_ratio"] = (timed["seconds_optimise"] + timed["seconds_curves"]) / method_seconds
@@ -278,18 +286,3 @@ def mask_cells(image, mask_size: int) -> int:
     """Cells of the mask over ``image`` (PIL), which bound the curve steps."""
     rows, cols = mask_grid_shape((image.height, image.width), mask_size)
     return rows * cols
-
-
-def main(argv: list[str] | None = None) -> dict:
-    from lvlm_heat.cli import main as cli_main
-
-    report = cli_main(argv, benchmark, "python -m lvlm_heat.benchmark")
-    width = max(len(k) for k in report)
-    for key, value in report.items():
-        print(f"{key:<{width}}  {value:.4g}" if isinstance(value, float) else f"{key:<{width}}  {value}")
-    print(json.dumps(report))
-    return report
-
-
-if __name__ == "__main__":
-    main()

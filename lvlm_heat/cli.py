@@ -1,37 +1,51 @@
-"""The command line: ``python train.py [--config configs/x.yaml] [--option value ...]``.
+"""The command line: ``lvlm-heat COMMAND [--config x.yaml] [--option value ...]``; ``python train.py`` is
+``lvlm-heat explain``.
 
-The signature of :func:`run` is the configuration: every parameter is a flag, nested
-dataclasses become dotted flags (``--data.path``), and the fields of
-:class:`~lvlm_heat.config.ExplainConfig` are flags of their own (``--baseline``,
-``--optim.iterations 10``), so every default is written once, in :mod:`lvlm_heat.config`. A YAML
-file given with ``--config`` sets any of them; ``python train.py --help`` lists them all.
+Each command is a typed function and its signature is its configuration: every parameter is a flag,
+nested dataclasses become dotted flags (``--data.path``), and the fields of the two shared schemas,
+:class:`~lvlm_heat.config.ModelConfig` (``--model``, ``--precision``, ...) and
+:class:`~lvlm_heat.config.ExplainConfig` (``--baseline``, ``--optim.iterations``, ``--select.rule``, ...),
+are flags of their own at the top level, the same in every command. A YAML file given with ``--config``
+sets any of them. Errors a user can make are one line on stderr.
 """
 
 from __future__ import annotations
 
+import importlib
 import os
 import sys
+import typing
 from contextlib import nullcontext
 from dataclasses import asdict, fields, replace
 from pathlib import Path
 from typing import Any, Literal
 
-from lvlm_heat.config import DataConfig, ExplainConfig, Precision, TrainerConfig
+from lvlm_heat.config import DataConfig, ExplainConfig, ModelConfig, TrainerConfig
 from lvlm_heat.errors import LvlmHeatError
 
+FLAT = (ModelConfig, ExplainConfig)
+"""Schemas whose fields are top-level flags (a parameter of one of these types is not a flag group of its own)."""
+COMMANDS = {
+    "explain": ("lvlm_heat.cli:explain", "explain image-question pairs: heatmaps, AUCs, report (= python train.py)"),
+    "report": ("lvlm_heat.cli:report", "(re)write report.html of a run folder"),
+    "sanity": ("lvlm_heat.sanity.runner:run_sanity", "randomisation checks and occlusion references on your data"),
+    "benchmark": ("lvlm_heat.benchmark:benchmark", "time one pair: per phase, against bare model passes"),
+    "demo": ("lvlm_heat.demo.evaluate:run_evaluation", "where the peaks land on grounded demo scenes"),
+}
+PAIRS_FAILED = 3
+"""Exit status of ``explain`` when the run finished but some pairs failed (their reasons are in the summary)."""
+DEBUG_ENV = "LVLM_HEAT_DEBUG"
+"""Set to 1 to see the full traceback of an error instead of its one-line message."""
 
-def run(
-    model: str = "demo",
+
+def explain(
+    model: ModelConfig = ModelConfig(),
     image: Path | None = None,
     question: str | None = None,
     answer: str | None = None,
     data: DataConfig = DataConfig(),
     output_dir: Path | None = None,
     logs_root: Path = Path("lightning_logs"),
-    precision: Precision = "auto",
-    device: str = "auto",
-    adapter: str | None = None,
-    gradient_checkpointing: bool = False,
     explain: ExplainConfig | None = None,
     trainer: TrainerConfig = TrainerConfig(),
     progress: bool = True,
@@ -42,28 +56,21 @@ def run(
     With no arguments, explains the shipped demo pairs with the shipped demo model.
 
     Args:
-        model: Hugging Face hub id, local folder saved with ``save_pretrained``, or a shipped demo
-            model: ``demo`` (LLaVA format) or ``demo-qwen2-vl``.
+        model: The model (on the command line, its fields are flags of their own: ``--model``, ``--adapter``,
+            ``--precision``, ``--device``, ``--gradient_checkpointing``).
         image: Image of a single pair (with ``--question``); otherwise ``--data`` is explained.
         question: Question of a single pair.
         answer: Explain this answer instead of the model's own (greedy) answer (single pair).
         data: The dataset to explain when no ``--image`` is given (default: the demo pairs).
-        output_dir: Where results go; default: a new ``version_N`` folder under ``logs_root``. Re-running
-            into a folder skips the pairs already finished there.
+        output_dir: Where results go; default: a new ``version_N`` folder under ``logs_root``. Re-running into a
+            folder skips the pairs already finished there.
         logs_root: Parent of the default run folders.
-        precision: Model weights: ``auto`` (bf16/fp16 on a GPU, fp32 on the CPU), fp32, bf16, fp16.
-        device: ``auto``, ``cpu``, ``cuda`` or ``cuda:N`` (single process; see ``--trainer`` for several).
-        adapter: Import path of an adapter class (``package.module.Class``) for models the
-            auto-detection does not know.
-        gradient_checkpointing: Recompute the model's activations in the backward pass: less
-            memory on large models for about one extra forward pass.
         explain: The explanation settings (on the command line, their fields are flags of their own:
-            ``--baseline``, ``--max_new_tokens``, ``--min_gap``, ``--optim.*``, ``--select.*``).
+            ``--baseline``, ``--max_new_tokens``, ``--min_gap``, ``--select.*``, ``--warm_start.*``, ``--optim.*``).
         trainer: Processes and devices of a dataset run (``--trainer.devices 8``).
         progress: Show progress bars.
-        resume: Re-running into a folder skips its finished pairs. ``auto``: only when the folder was
-            made by the same model and settings (its ``run.json``), else the run is refused; ``force``:
-            whatever made it.
+        resume: Re-running into a folder skips its finished pairs. ``auto``: only when the folder was made by the
+            same model and settings (its ``run.json``), else the run is refused; ``force``: whatever made it.
 
     Returns:
         The summary (on the process of rank 0).
@@ -73,16 +80,10 @@ def run(
     from lvlm_heat.adapters import check_model, resolve_device, resolve_dtype
     from lvlm_heat.data import Pair, load_image, read_dataset
     from lvlm_heat.dataset_run import run_dataset
-    from lvlm_heat.demo import DEMO_MODELS
     from lvlm_heat.reporting.console import describe, quiet_libraries, summary_line
-    from lvlm_heat.reporting.run_folder import (
-        RUN_DIR_ENV,
-        RunLock,
-        check_identity,
-        launching_process,
-        prepare_run_dir,
-        run_dir,
-    )
+    from lvlm_heat.reporting.report import write_report
+    from lvlm_heat.reporting.run_folder import RUN_DIR_ENV, RunLock, check_identity, launching_process, \
+        prepare_run_dir, run_dir
 
     quiet_libraries()
     explain = explain or ExplainConfig()
@@ -97,13 +98,12 @@ def run(
         if answer is not None:
             raise LvlmHeatError("--answer goes with --image; a dataset gives answers in its answer field")
         pairs = read_dataset(data)
-    checkpoint = str(DEMO_MODELS.get(model, model))
-    check_model(checkpoint, adapter)
+    check_model(model)
     accelerator = trainer.accelerator
     if trainer.devices in (1, "1") and accelerator == "auto":  # one process: --device says where
-        accelerator = "gpu" if resolve_device(device).type == "cuda" else "cpu"
-    dtype = resolve_dtype(precision, torch_device(accelerator))
-    identity = run_identity(model, adapter, dtype, explain, data)
+        accelerator = "gpu" if resolve_device(model.device).type == "cuda" else "cpu"
+    dtype = resolve_dtype(model.precision, torch_device(accelerator))
+    identity = run_identity(model, dtype, explain, data)
     folder = run_dir(output_dir, logs_root)
     launching = launching_process()  # the processes it starts share its folder, lock and identity check
     if launching:
@@ -111,23 +111,37 @@ def run(
     with RunLock(folder) if launching else nullcontext():
         if launching:
             check_identity(folder, identity, force=resume == "force")
-        load = dict(model=checkpoint, precision=precision, adapter=adapter, gradient_checkpointing=gradient_checkpointing)
-        print(f"model {model}: {len(pairs)} pair(s); outputs in {folder}", flush=True)
+        print(f"model {model.model}: {len(pairs)} pair(s); outputs in {folder}", flush=True)
         os.environ[RUN_DIR_ENV] = str(folder)
         try:
-            summary = run_dataset(pairs, load, explain, folder, replace(trainer, accelerator=accelerator),
+            summary = run_dataset(pairs, model, explain, folder, replace(trainer, accelerator=accelerator),
                                   multiple_choice=data.multiple_choice, progress=progress,
                                   report=lambda record: tqdm.write(describe(record, folder)))
         finally:
             os.environ.pop(RUN_DIR_ENV, None)
         if summary is not None:  # rank 0, every pair of the folder finished or resumed: the page of them all
-            from lvlm_heat.reporting.report import write_report
-
             report_path = write_report(folder)
     if summary is not None:
         print(summary_line(summary, folder), flush=True)
         print(f"report: {report_path}", flush=True)
     return summary
+
+
+def report(run_dir: Path) -> Path:
+    """(Re)write ``report.html`` of a run folder from its files alone (after a resume, a run stopped part-way, or
+    a newer version of the page).
+
+    Args:
+        run_dir: A run folder: the ``--output_dir`` of a run, or ``lightning_logs/version_N``.
+
+    Returns:
+        The page's path (printed).
+    """
+    from lvlm_heat.reporting.report import write_report
+
+    path = write_report(run_dir)
+    print(path, flush=True)
+    return path
 
 
 def torch_device(accelerator: str):
@@ -139,12 +153,11 @@ def torch_device(accelerator: str):
     return torch.device("cpu")
 
 
-def run_identity(model: str, adapter: str | None, dtype, explain: ExplainConfig, data: DataConfig) -> dict[str, Any]:
+def run_identity(model: ModelConfig, dtype, explain: ExplainConfig, data: DataConfig) -> dict[str, Any]:
     """What makes a run's results what they are: recorded in ``run.json``, compared on resume.
 
-    ``model`` is ``--model`` as given: a demo model's name, a hub id or a folder (recorded as its
-    absolute path). The batch size, devices and progress bars change nothing in the results and are
-    left out.
+    ``model`` is recorded as given: a demo model's name, a hub id or a folder (as its absolute path). The batch
+    size, devices and progress bars change nothing in the results and are left out.
     """
     from importlib.metadata import PackageNotFoundError, version
 
@@ -154,57 +167,61 @@ def run_identity(model: str, adapter: str | None, dtype, explain: ExplainConfig,
         package = version("lvlm_heat")
     except PackageNotFoundError:
         package = "unknown"
-    local = Path(model)
+    local = Path(model.model)
     settings = asdict(explain)
     settings["optim"].pop("batch_size")
     return {
         "lvlm_heat": package,
-        "model": model if model in DEMO_MODELS or not local.exists() else str(local.resolve()),
-        "adapter": adapter,
+        "model": model.model if model.model in DEMO_MODELS or not local.exists() else str(local.resolve()),
+        "adapter": model.adapter,
         "dtype": str(dtype).removeprefix("torch."),
         "settings": settings,
         "prompt": {"multiple_choice": data.multiple_choice, "explain_reference": data.explain_reference},
     }
 
 
-def build_parser(function=run):
-    """The parser of ``function`` (default :func:`run`, i.e. ``train.py``): its parameters as flags, and
-    the fields of its ``explain: ExplainConfig`` parameter as flags of their own at the top level."""
+# -- parsing -------------------------------------------------------------------------------------------------
+def _flat_parameters(function) -> dict[str, type]:
+    """The parameters of ``function`` whose type is one of :data:`FLAT`, by name."""
+    hints = typing.get_type_hints(function)
+    return {name: cls for name, hint in hints.items() for cls in FLAT
+            if hint is cls or cls in typing.get_args(hint)}
+
+
+def build_parser(function=explain, program: str = "python train.py"):
+    """The parser of ``function`` (default :func:`explain`, i.e. ``train.py``): its parameters as flags, and the
+    fields of its :data:`FLAT` parameters as flags of their own at the top level."""
     from jsonargparse import ArgumentParser, set_parsing_settings
 
     set_parsing_settings(docstring_parse_attribute_docstrings=True)
-    parser = ArgumentParser(description=function.__doc__.split("\n\n")[0], exit_on_error=False)
+    parser = ArgumentParser(prog=program, description=function.__doc__.split("\n\n")[0], exit_on_error=False)
     parser.add_argument("--config", action="config", help="YAML file setting any of the options below.")
-    parser.add_function_arguments(function, skip={"explain"}, as_group=False)
-    parser.add_class_arguments(ExplainConfig, nested_key=None)
+    flat = _flat_parameters(function)
+    parser.add_function_arguments(function, skip=set(flat), as_group=False)
+    for cls in flat.values():
+        parser.add_class_arguments(cls, nested_key=None)
     return parser
 
 
-def parse(argv: list[str] | None = None, function=run) -> dict[str, Any]:
-    """Keyword arguments of ``function`` (default :func:`run`) for the command-line arguments ``argv``."""
+def parse(argv: list[str] | None = None, function=explain) -> dict[str, Any]:
+    """Keyword arguments of ``function`` (default :func:`explain`) for the command-line arguments ``argv``."""
     parser = build_parser(function)
     options = vars(parser.instantiate(parser.parse_args(argv)))
     options.pop("config", None)
-    options["explain"] = ExplainConfig(**{f.name: options.pop(f.name) for f in fields(ExplainConfig)})
+    for name, cls in _flat_parameters(function).items():
+        options[name] = cls(**{f.name: options.pop(f.name) for f in fields(cls)})
     return options
 
 
-PAIRS_FAILED = 3
-"""Exit status of ``train.py`` when the run finished but some pairs failed (their reasons are in the summary)."""
-DEBUG_ENV = "LVLM_HEAT_DEBUG"
-"""Set to 1 to see the full traceback of an error instead of its one-line message."""
+def main(argv: list[str] | None = None, function=explain, program: str = "python train.py") -> Any:
+    """Parse ``argv`` (default ``sys.argv[1:]``) for ``function`` (default :func:`explain`) and call it.
 
-
-def main(argv: list[str] | None = None, function=run, program: str = "python train.py") -> Any:
-    """Parse ``argv`` (default ``sys.argv[1:]``) for ``function`` (default :func:`run`) and call it.
-
-    A user error (bad flag or value, missing file, unknown or unloadable model, unusable output
-    folder) becomes one line on stderr and exit status 2 (arguments) or 1 (everything else); with
-    ``LVLM_HEAT_DEBUG=1`` the full traceback is shown instead. The other entry points
-    (``python -m lvlm_heat.benchmark``, ``python -m lvlm_heat.sanity``) come through here too.
+    A user error (bad flag or value, missing file, unknown or unloadable model, unusable output folder) becomes
+    one line on stderr and exit status 2 (arguments) or 1 (everything else); with ``LVLM_HEAT_DEBUG=1`` the full
+    traceback is shown instead.
 
     Returns:
-        What ``function`` returns: for :func:`run`, the summary (on the process of rank 0).
+        What ``function`` returns: for :func:`explain`, the summary (on the process of rank 0).
     """
     from argparse import ArgumentError
 
@@ -221,6 +238,29 @@ def main(argv: list[str] | None = None, function=run, program: str = "python tra
         raise SystemExit(status) from None
 
 
+def command(name: str):
+    """The function of the command ``name`` (:data:`COMMANDS`), imported on use."""
+    module, _, attribute = COMMANDS[name][0].partition(":")
+    return getattr(importlib.import_module(module), attribute)
+
+
+def console(argv: list[str] | None = None) -> int:
+    """``lvlm-heat COMMAND ...``: run one command (:data:`COMMANDS`) and return the exit status."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help") or argv[0] not in COMMANDS:
+        width = max(map(len, COMMANDS))
+        lines = [f"  {name:<{width}}  {text}" for name, (_, text) in COMMANDS.items()]
+        usage = "usage: lvlm-heat COMMAND [--help] [options]\n\ncommands:\n" + "\n".join(lines)
+        if argv and argv[0] not in ("-h", "--help"):
+            print(f"error: unknown command {argv[0]!r}\n\n{usage}", file=sys.stderr)
+            return 2
+        print(usage)
+        return 0 if argv else 2
+    name, rest = argv[0], argv[1:]
+    result = main(rest, command(name), f"lvlm-heat {name}")
+    return exit_status(result) if name == "explain" else 0
+
+
 def exit_status(summary: dict[str, Any] | None) -> int:
-    """``train.py``'s exit status for a finished run: 0, or :data:`PAIRS_FAILED` when any pair failed."""
+    """``explain``'s exit status for a finished run: 0, or :data:`PAIRS_FAILED` when any pair failed."""
     return PAIRS_FAILED if summary and summary.get("failed") else 0

@@ -1,15 +1,19 @@
-"""Every setting of an explanation, in one schema.
+"""Every setting of lvlm_heat, in one schema.
 
-The command line (:mod:`lvlm_heat.cli`), the Python API and the benchmark all take these
-dataclasses, so each default is written once. Field docstrings are the ``--help`` text.
+Every entry point (``lvlm-heat explain`` / ``python train.py``, ``sanity``, ``benchmark``, the Python API)
+takes these dataclasses, so each default and each check is written once. Field docstrings are the
+``--help`` text.
 
-- :class:`ExplainConfig`: one explanation (baseline, answer length, stability threshold),
-  holding :class:`OptimConfig` (the mask optimisation) and :class:`SelectionConfig` (which
-  answer tokens are explained);
+- :class:`ModelConfig`: which model, loaded how;
+- :class:`ExplainConfig`: one explanation, holding :class:`SelectionConfig` (which answer tokens are
+  explained), :class:`WarmStartConfig` (where the mask starts) and :class:`OptimConfig` (the mask
+  optimisation);
 - :class:`DataConfig`: where a dataset's pairs come from;
-- :class:`TrainerConfig`: how a dataset run is spread over processes.
+- :class:`TrainerConfig`: how a dataset run is spread over processes;
+- :class:`SanityConfig`: what the sanity checks do besides explaining.
 
-This module imports nothing but the standard library.
+A value that cannot be right raises ``ValueError`` naming the flag; the command line turns it into
+one line and exit status 2. This module imports nothing but the standard library.
 """
 
 from __future__ import annotations
@@ -23,11 +27,52 @@ Precision = Literal["auto", "fp32", "bf16", "fp16"]
 Rule = Literal["evidence", "llr", "all", "words"]
 Maps = Literal["joint", "per_word"]
 Format = Literal["auto", "jsonl", "json", "csv", "cvbench", "mmvp", "mmstar", "llava_bench"]
+Fill = Literal["baseline", "flat"]
+
+
+def _at_least(prefix: str, owner: object, minimum: float, *names: str) -> None:
+    for name in names:
+        value = getattr(owner, name)
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value < minimum:
+            raise ValueError(f"{prefix}{name} must be at least {minimum:g}, got {value!r}")
+
+
+def _fraction(prefix: str, owner: object, *names: str, open_low: bool = False) -> None:
+    for name in names:
+        value = getattr(owner, name)
+        if not (0 < value <= 1 if open_low else 0 <= value <= 1):
+            raise ValueError(f"{prefix}{name} is a fraction in {'(0' if open_low else '[0'}, 1], got {value!r}")
+
+
+@dataclass
+class ModelConfig:
+    """The model and how it is loaded."""
+
+    model: str = "demo"
+    """Hugging Face hub id, local folder saved with ``save_pretrained``, or a shipped demo model: ``demo``
+    (LLaVA format) or ``demo-qwen2-vl``."""
+    adapter: str | None = None
+    """Adapter class for models the auto-detection does not know: an import path (``package.module.Class``),
+    or ``cambrian`` / ``mgm`` for the research models run through their upstream packages."""
+    precision: Precision = "auto"
+    """Weights' dtype: ``auto`` (bf16, or fp16 where the GPU lacks bf16; fp32 on the CPU), fp32, bf16, fp16."""
+    device: str = "auto"
+    """``auto``, ``cpu``, ``cuda`` or ``cuda:N`` (one process; ``--trainer.devices`` spreads a dataset over several)."""
+    gradient_checkpointing: bool = False
+    """Recompute the model's activations in the backward pass: less memory on large models for about one
+    extra forward pass."""
+
+    @property
+    def checkpoint(self) -> str:
+        """What ``from_pretrained`` reads: the demo model's folder for a demo name, else ``model`` as given."""
+        from lvlm_heat.demo import DEMO_MODELS
+
+        return str(DEMO_MODELS.get(self.model, self.model))
 
 
 @dataclass
 class OptimConfig:
-    """Mask optimisation (METHOD.md sections 4-6). Defaults: the authors' quick start, relative step."""
+    """Mask optimisation. Defaults: the paper authors' quick start, with a step relative to the gradient."""
 
     iterations: int = 5
     """Optimisation iterations (steps of the mask)."""
@@ -36,17 +81,16 @@ class OptimConfig:
     mask_size: int = 32
     """Mask cells on the long side of the original image."""
     masks: int = 1
-    """1: one mask in both games (METHOD.md section 5); 2: the iGOS++ variant, a deletion mask ``D`` and an
-    insertion mask ``N``, loss ``L_del(D) + L_del(D N) - L_ins(N) - L_ins(D N)``, saliency from ``D N``
-    (twice the composites per iteration)."""
+    """1: one mask in both games; 2: the iGOS++ variant, a deletion mask ``D`` and an insertion mask ``N``,
+    loss ``L_del(D) + L_del(D N) - L_ins(N) - L_ins(D N)``, saliency from ``D N`` (twice the composites)."""
     l1: float = 1.0
     """Weight of the sparsity term ``mean(|1 - M|)``."""
     l2: float = 0.1
-    """Weight of the GNC term ``exp(-gamma i) sum((1 - M)^2)``."""
+    """Weight of the graduated non-convexity term ``exp(-gamma i) sum((1 - M)^2)``."""
     l3: float = 10.0
     """Weight of the bilateral total variation."""
     gamma: float = 1.0
-    """Decay rate of the GNC weight."""
+    """Decay rate of the graduated non-convexity weight."""
     momentum: float = 5.0
     """Nesterov momentum constant ``m`` in ``i / (i + m)``."""
     step_size: float = 0.3
@@ -54,67 +98,94 @@ class OptimConfig:
     lr: float | None = None
     """Absolute step size (the paper's 10); overrides ``step_size`` when set."""
     relative_weights: bool = True
-    """Express ``L_del - L_ins`` in units of its largest gradient cell (that of the first iteration,
-    unless a later one is larger), so the regulariser weights mean the same for every model;
-    ``false`` uses the raw log-probabilities (the paper)."""
+    """Express ``L_del - L_ins`` in units of its largest gradient cell (that of the first iteration, unless a
+    later one is larger), so the regulariser weights mean the same for every model; ``false`` uses the raw
+    log-probabilities (the paper)."""
     noise: float = 0.2
     """Std of the Gaussian noise added to composites while optimising (normalised pixel units)."""
     tv_sigma: float = 0.01
-    """Bandwidth of the bilateral TV's edge weights."""
+    """Bandwidth of the bilateral total variation's edge weights."""
     batch_size: int | Literal["auto"] = 16
-    """Composites per forward pass; ``auto``: the largest that fits on the GPU, probed once per run
-    (16 on the CPU)."""
+    """Composites per forward pass; ``auto``: the largest that fits on the GPU, probed once per run (16 on the
+    CPU)."""
     curve_steps: int = 50
     """Steps ``K`` of the deletion and insertion curves."""
     seed: int = 0
-    """Seed of the composite noise."""
+    """Seed of the composite noise (and of the ``noise`` baseline)."""
     insertion_weight: float = 1.0
-    """Weight of the insertion game in the loss, ``L_del - w L_ins`` (METHOD.md: 1); 0 plays the deletion
+    """Weight of the insertion game in the loss, ``L_del - w L_ins`` (the method: 1); 0 plays the deletion
     game alone and evaluates half the composites."""
-    warm_start: float = 0.5
-    """Depth of the mask's starting dip where a sweep of regions found the evidence (each cell's mean drop
-    of the explained tokens over the regions covering it, scaled to [0, 1] and squared): the mask starts at
-    ``1 - warm_start x prior``; 0 starts at 1 everywhere (METHOD.md). Where no region of the sweep costs
-    a whole nat (an object larger than its regions), the selection's half-side sweep places the dip."""
-    warm_windows: int = 7
-    """The warm start's sweep: ``warm_windows x warm_windows`` overlapping regions, each a quarter of the
-    image's side, replaced by the baseline one at a time (``warm_windows ** 2`` forward passes, no
-    gradients; the half-side sweep's 9 more only when needed and not already run by the selection)."""
 
     def __post_init__(self) -> None:
-        for name in ("iterations", "ig_iter", "mask_size", "batch_size", "warm_windows"):
-            value = getattr(self, name)
-            if not (isinstance(value, int) and value >= 1) and (name, value) != ("batch_size", "auto"):
-                raise ValueError(f"optim.{name} must be at least 1{' (or auto)' * (name == 'batch_size')}, got {value!r}")
+        if self.batch_size != "auto":
+            _at_least("optim.", self, 1, "batch_size")
+        _at_least("optim.", self, 1, "iterations", "ig_iter", "mask_size")
+        _at_least("optim.", self, 2, "curve_steps")  # one step goes from the image to the baseline: no ranking
+        _at_least("optim.", self, 0, "l1", "l2", "l3", "gamma", "momentum", "noise", "insertion_weight")
         if self.masks not in (1, 2):
-            raise ValueError(f"optim.masks is 1 or 2, got {self.masks}")
-        if self.curve_steps < 2:  # one step goes straight from the image to the baseline: no curve to rank by
-            raise ValueError(f"optim.curve_steps must be at least 2, got {self.curve_steps}")
-        for name in ("l1", "l2", "l3", "gamma", "momentum", "noise", "insertion_weight", "warm_start"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"optim.{name} must be non-negative, got {getattr(self, name)}")
-        if self.warm_start > 1:
-            raise ValueError(f"optim.warm_start is a depth in [0, 1], got {self.warm_start}")
+            raise ValueError(f"optim.masks is 1 or 2, got {self.masks!r}")
         if self.step_size <= 0 or (self.lr is not None and self.lr <= 0) or self.tv_sigma <= 0:
             raise ValueError("optim.step_size, optim.lr and optim.tv_sigma must be positive")
 
 
 @dataclass
+class WarmStartConfig:
+    """Where the mask starts: dipped where removing a region of the image costs the explained tokens.
+
+    A sweep replaces square regions of the image by the baseline, one at a time, and records how much
+    each costs the explained tokens (nats). Each cell's mean cost over the regions covering it, min-max
+    scaled and raised to ``power``, is the sweep's map; the mask starts at ``1 - depth x map``. A sweep is
+    trusted by ``min(1, largest cost / trust)``; the rest of the weight goes to the coarse ``fallback``
+    sweep (each cell's largest cost over its regions), which runs only when some explained group trusts
+    the fine sweep less than fully (an object larger than the fine regions, that none of them holds whole).
+    """
+
+    depth: float = 0.5
+    """Depth of the dip, in [0, 1]; 0 starts the mask at 1 everywhere (the paper's start)."""
+    windows: int = 7
+    """The fine sweep: ``windows x windows`` overlapping regions (``windows ** 2`` forward passes, no gradients)."""
+    side: float = 0.25
+    """Side of a fine region, as a fraction of the image's side."""
+    power: float = 2.0
+    """Sharpness of each sweep's map: 2 keeps its order and narrows the halo around the peak; 1 takes the costs
+    as they are."""
+    trust: float = 1.0
+    """A region's cost (nats) at which its sweep is trusted fully; smaller largest costs are trusted in proportion."""
+    fallback: bool = True
+    """Run the coarse sweep where the fine one is not trusted fully."""
+    fallback_windows: int = 3
+    """The coarse sweep: ``fallback_windows x fallback_windows`` regions (reused when the ``evidence`` selection
+    already ran the same sweep)."""
+    fallback_side: float = 0.5
+    """Side of a coarse region, as a fraction of the image's side."""
+
+    def __post_init__(self) -> None:
+        _fraction("warm_start.", self, "depth")
+        _fraction("warm_start.", self, "side", "fallback_side", open_low=True)
+        _at_least("warm_start.", self, 1, "windows", "fallback_windows")
+        if self.power <= 0 or self.trust <= 0:
+            raise ValueError("warm_start.power and warm_start.trust must be positive")
+
+
+@dataclass
 class SelectionConfig:
-    """How the answer tokens to explain are chosen (METHOD.md section 2)."""
+    """Which answer tokens are explained."""
 
     rule: Rule = "evidence"
-    """``evidence``: content tokens whose log-probability drops by more than ``alpha`` when the whole
-    image is replaced by the baseline (the LLR) or when one region is (a coarse sweep of
-    ``windows x windows`` regions); ``llr``: the paper's rule, the LLR alone; ``all``: every
-    non-special answer token; ``words``: the tokens of ``words``."""
+    """``evidence``: content tokens whose log-probability drops by more than ``alpha`` when the whole image is
+    replaced by the baseline (the LLR) or when one region is (a sweep of ``windows x windows`` regions half the
+    image's side); ``llr``: the paper's rule, the LLR alone; ``all``: every non-special answer token; ``words``:
+    the tokens of ``words``."""
     alpha: float = 1.0
     """Threshold (natural log) of the ``evidence`` and ``llr`` rules."""
     windows: int = 3
-    """The ``evidence`` rule's sweep: ``windows x windows`` overlapping regions, each half the image's
-    side, replaced by the baseline one at a time (``windows ** 2`` forward passes)."""
+    """The ``evidence`` rule's sweep: ``windows x windows`` overlapping regions, each half the image's side,
+    replaced by the baseline one at a time (``windows ** 2`` forward passes; 0: no sweep, the LLR alone)."""
     words: list[str] = field(default_factory=list)
     """Words of the answer to explain, for the ``words`` rule (e.g. ``[red]``)."""
+
+    def __post_init__(self) -> None:
+        _at_least("select.", self, 0, "alpha", "windows")
 
 
 @dataclass
@@ -122,29 +193,31 @@ class ExplainConfig:
     """Everything that shapes one explanation, besides the model."""
 
     baseline: BaselineKind = "blur"
-    """Reference image B: ``blur`` (default; kernel ``max(101, 0.8 x long side)`` px), ``blur_table`` (the
-    paper's kernel table by width, METHOD.md section 1), ``black`` or ``noise``."""
+    """Reference image B: ``blur`` (default; kernel ``max(101, 0.8 x long side)`` px), ``blur_table`` (the paper's
+    kernel table by width), ``black`` or ``noise``."""
     max_new_tokens: int = 32
     """Length limit of the generated answer."""
     min_gap: float = 0.05
-    """Flag pairs whose ``p(I) - p(B)`` is below this: their normalised curves are unstable, and
-    flagged pairs are left out of the mean AUCs."""
+    """Flag pairs whose ``p(I) - p(B)`` is below this: their normalised curves are unstable, and flagged pairs
+    are left out of the mean AUCs (0 flags none)."""
     curve_margin: float = 0.1
-    """Flag pairs whose normalised deletion or insertion curve leaves ``[0, 1]`` by more than this: the
-    mask found a perturbation that changes the answer more than removing the evidence does, so the
-    AUCs do not mean what they usually mean."""
+    """Flag pairs whose normalised deletion or insertion curve leaves ``[0, 1]`` by more than this: the mask found
+    a perturbation that changes the answer more than removing the evidence does, so the AUCs do not mean what
+    they usually mean."""
     maps: Maps = "joint"
-    """``joint``: one map of all selected tokens (the paper); ``per_word``: also one map per selected word
-    (a word = its selected sub-word tokens), optimised together with the joint map in the same run (each
-    extra word adds the joint map's cost again)."""
-    optim: OptimConfig = field(default_factory=OptimConfig)
-    """Mask optimisation settings."""
+    """``joint``: one map of all selected tokens (the paper); ``per_word``: also one map per selected word (a
+    word = its selected sub-word tokens), optimised together with the joint map in the same run (each extra word
+    adds the joint map's cost again)."""
     select: SelectionConfig = field(default_factory=SelectionConfig)
     """Which answer tokens are explained."""
+    warm_start: WarmStartConfig = field(default_factory=WarmStartConfig)
+    """Where the mask starts."""
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    """Mask optimisation settings."""
 
     def __post_init__(self) -> None:
-        if self.max_new_tokens < 1:
-            raise ValueError(f"max_new_tokens must be at least 1, got {self.max_new_tokens}")
+        _at_least("", self, 1, "max_new_tokens")
+        _at_least("", self, 0, "min_gap", "curve_margin")
         if self.maps == "per_word" and self.optim.masks != 1:
             raise ValueError("maps per_word takes one mask per word: use it with optim.masks 1")
 
@@ -167,8 +240,8 @@ class DataConfig:
     explain_reference: bool = False
     """Explain the dataset's reference answer instead of the model's own."""
     id_field: str = "id"
-    """Optional: the pair's id (default: the image file's stem); its output folder is the id's file-name-safe
-    part, made unique."""
+    """Optional: the pair's id (default: the image file's stem); its output folder is the id's file-name-safe part,
+    made unique."""
     bbox_field: str = "bbox"
     """Optional: ``[left, top, right, bottom]`` in pixels of the evidence, for plausibility metrics."""
     options_field: str = "options"
@@ -179,8 +252,8 @@ class DataConfig:
     """Explain only the first ``limit`` pairs."""
 
     def __post_init__(self) -> None:
-        if self.limit is not None and self.limit < 1:
-            raise ValueError(f"data.limit must be at least 1, got {self.limit}")
+        if self.limit is not None:
+            _at_least("data.", self, 1, "limit")
 
 
 @dataclass
@@ -195,3 +268,54 @@ class TrainerConfig:
     """``auto`` (``ddp`` when devices > 1), ``ddp``; ``ddp_spawn`` is not supported (models do not pickle)."""
     num_nodes: int = 1
     """Nodes of a multi-node run (``torchrun`` / SLURM set the rest)."""
+
+    def __post_init__(self) -> None:
+        devices = self.devices
+        if isinstance(devices, str) and devices.strip().lstrip("-").isdigit():
+            devices = int(devices)
+        if isinstance(devices, int) and devices < 1:
+            raise ValueError(f"trainer.devices must be at least 1 (or auto), got {self.devices!r}")
+        _at_least("trainer.", self, 1, "num_nodes")
+        if self.strategy == "ddp_spawn":
+            raise ValueError("trainer.strategy ddp_spawn pickles the model to its workers, which transformers models "
+                             "do not support: use ddp")
+
+
+@dataclass
+class SanityConfig:
+    """What the sanity checks do besides explaining (``--sanity.*``)."""
+
+    stages: list[float] = field(default_factory=lambda: [0.0, 0.25, 0.5, 1.0])
+    """Cascade stages: the fraction of the model's blocks re-initialised from the top (at least the top one, the
+    output head); ``[]`` with ``all_parameters false`` skips the randomisation."""
+    all_parameters: bool = True
+    """Add a last stage that re-initialises every parameter (embeddings, projector, norms too)."""
+    rerun: bool = True
+    """Re-explain with another noise seed on the unchanged model: the map's own stability."""
+    random_answers: bool = True
+    """Explain another pair's answer on each image (a shuffled answer when there is only one pair)."""
+    grid: int = 8
+    """Grid occlusion: ``grid x grid`` blocks over the image."""
+    grid_fill: Fill = "baseline"
+    """What a hidden grid block shows: ``baseline`` (the explainer's baseline B) or ``flat`` (the image's mean
+    colour)."""
+    segments: int = 50
+    """Superpixel occlusion: about this many SLIC segments."""
+    compactness: float = 10.0
+    """SLIC's compactness: higher gives squarer segments, lower follows colour more closely."""
+    superpixel_fill: Fill = "flat"
+    """What a hidden superpixel shows: ``flat`` (the image's mean colour, as Captum's feature ablation) or
+    ``baseline``."""
+    top_fraction: float = 0.1
+    """Top-k overlap of two maps: the share of one map's top cells (this fraction) in the other's."""
+    seed: int = 0
+    """Seed of the randomised weights and of shuffled answers."""
+
+    def __post_init__(self) -> None:
+        if any(not 0 <= f <= 1 for f in self.stages):
+            raise ValueError(f"sanity.stages must be fractions in [0, 1], got {self.stages}")
+        _at_least("sanity.", self, 1, "grid")
+        _at_least("sanity.", self, 2, "segments")
+        _fraction("sanity.", self, "top_fraction", open_low=True)
+        if self.compactness <= 0:
+            raise ValueError(f"sanity.compactness must be positive, got {self.compactness}")

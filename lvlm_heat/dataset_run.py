@@ -2,7 +2,7 @@
 
 The dataset run is a LightningModule driven by ``Trainer.predict``: one ``predict_step``
 explains one pair (its own mask optimisation, with its own single-device trainer, see
-:mod:`lvlm_heat.one_pair`). Under a multi-process strategy (``--trainer.devices 8``,
+:mod:`lvlm_heat.pipeline`). Under a multi-process strategy (``--trainer.devices 8``,
 ``torchrun``, SLURM) each process takes every ``world_size``-th pair from its rank, so the pairs
 are split without repeats; each process loads the
 model once, in :meth:`DatasetRun.setup`, and masks are never averaged across processes
@@ -22,29 +22,28 @@ from __future__ import annotations
 import logging
 import time
 import warnings
+from dataclasses import replace
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from lightning.pytorch import LightningModule, Trainer
 from lightning.pytorch.loggers import TensorBoardLogger
 from torch import nn
 from torch.utils.data import DataLoader
 
-from lvlm_heat.batch_size import with_batch_size
-from lvlm_heat.config import ExplainConfig, TrainerConfig
-from lvlm_heat.data import Pair, open_image, question_for
+from lvlm_heat.config import ExplainConfig, ModelConfig, TrainerConfig
+from lvlm_heat.data.pairs import Pair, open_pair
 from lvlm_heat.errors import LvlmHeatError
 from lvlm_heat.metrics.auc import DeletionAUC, InsertionAUC
 from lvlm_heat.metrics.plausibility import BoxSaliencyMass, PointingGame
-from lvlm_heat.one_pair import explain_pair
-from lvlm_heat.record import EXPLAINED, FAILED
+from lvlm_heat.pipeline import explain_pair
+from lvlm_heat.record import EXPLAINED, ExplanationRecord, failed_record
 from lvlm_heat.reporting.console import quiet_libraries
 from lvlm_heat.reporting.outputs import read_finished, write_json_atomic, write_pair_outputs
 from lvlm_heat.reporting.progress import DatasetProgress
-from lvlm_heat.reporting.summary import summary_row, write_summary
+from lvlm_heat.reporting.summary import write_summary
 from lvlm_heat.reporting.tensorboard import tensorboard_writer
 
 log = logging.getLogger(__name__)
@@ -64,18 +63,17 @@ class DatasetMetrics(nn.Module):
         self.deletion_auc, self.insertion_auc = DeletionAUC(**options), InsertionAUC(**options)
         self.pointing_game, self.box_mass = PointingGame(**options), BoxSaliencyMass(**options)
 
-    def update(self, record: dict[str, Any], saliency: np.ndarray | None) -> None:
-        """Add one pair: its record, and its saliency map when the dataset gives a box."""
-        if record.get("status") != EXPLAINED:
+    def update(self, record: ExplanationRecord) -> None:
+        """Add one pair (its map is needed when the dataset gives a box)."""
+        if record.status != EXPLAINED:
             return
-        if not record.get("unstable_normalization"):
-            for metric, name in ((self.deletion_auc, "deletion"), (self.insertion_auc, "insertion")):
-                curve = record["curves"][name]
-                metric.update(torch.tensor(curve["fractions"]), torch.tensor(curve["normalized"]))
-        if record.get("bbox") and saliency is not None:
-            box = tuple(record["bbox"])
-            self.pointing_game.update(torch.from_numpy(saliency), box)
-            self.box_mass.update(torch.from_numpy(saliency), box)
+        if not record.unstable:
+            self.deletion_auc.update(record.deletion.fractions, record.deletion.normalized)
+            self.insertion_auc.update(record.insertion.fractions, record.insertion.normalized)
+        if record.bbox is not None and record.saliency is not None:
+            saliency = torch.from_numpy(record.saliency)
+            self.pointing_game.update(saliency, record.bbox)
+            self.box_mass.update(saliency, record.bbox)
 
     def compute(self, only_updated: bool = False) -> dict[str, float]:
         """Means by name (NaN where no pair contributed); ``only_updated`` skips those."""
@@ -90,7 +88,7 @@ class DatasetRun(LightningModule):
 
     Args:
         pairs: The dataset.
-        load: Keyword arguments of :func:`lvlm_heat.adapters.load_adapter` (model, precision, ...).
+        model: The model, loaded once per process (in :meth:`setup`, on that process's device).
         config: Explanation settings.
         run_dir: Where each pair's folder, ``summary.json`` and ``summary.csv`` go.
         multiple_choice: Ask with the options listed, for the letter.
@@ -98,17 +96,17 @@ class DatasetRun(LightningModule):
         progress: Show a bar over each pair's iterations.
     """
 
-    def __init__(self, pairs: list[Pair], load: dict[str, Any], config: ExplainConfig, run_dir: Path,
-                 multiple_choice: bool = False, report: Callable[[dict], None] | None = None,
+    def __init__(self, pairs: list[Pair], model: ModelConfig, config: ExplainConfig, run_dir: Path,
+                 multiple_choice: bool = False, report: Callable[[ExplanationRecord], None] | None = None,
                  progress: bool = False) -> None:
         super().__init__()
         self.report, self.progress = report, progress
-        self.pairs, self.load, self.config, self.run_dir = pairs, load, config, Path(run_dir)
+        self.pairs, self.model_config, self.config, self.run_dir = pairs, model, config, Path(run_dir)
         self.multiple_choice = multiple_choice
         self.adapter = None
         self.allow_zero_length_dataloader_with_multiple_devices = True  # more processes than pairs
         self.metrics, self.running = DatasetMetrics(sync=True), DatasetMetrics(sync=False)
-        self.rows: dict[int, dict[str, Any]] = {}
+        self.records: dict[int, ExplanationRecord] = {}
         self.summary: dict[str, Any] | None = None
 
     def setup(self, stage: str) -> None:
@@ -117,7 +115,7 @@ class DatasetRun(LightningModule):
         quiet_libraries()
         if self.adapter is None:  # once per process, on this process's device
             device = self.trainer.strategy.root_device
-            self.adapter = load_adapter(**{**self.load, "device": str(device)})
+            self.adapter = load_adapter(replace(self.model_config, device=str(device)))
         self.run_dir.mkdir(parents=True, exist_ok=True)
 
     def predict_dataloader(self) -> DataLoader:
@@ -125,75 +123,61 @@ class DatasetRun(LightningModule):
         fewer pairs than processes; Lightning's own sampler refuses an empty share)."""
         return DataLoader(range(self.trainer.global_rank, len(self.pairs), self.trainer.world_size), batch_size=None)
 
-    def predict_step(self, index: int, batch_idx: int) -> dict[str, Any]:
+    def predict_step(self, index: int, batch_idx: int) -> ExplanationRecord:
         pair = self.pairs[int(index)]
-        folder = self.run_dir / pair.folder
-        record, saliency = read_finished(folder), None
+        record = read_finished(self.run_dir / pair.folder)
         if record is None:
             with torch.enable_grad():  # predict runs without gradients; the mask needs them
-                record, saliency = self._explain(pair)
+                record = self._explain(pair)
             if self.report is not None:
                 self.report(record)
-        elif record["status"] == EXPLAINED and record.get("bbox"):  # resumed: its map is on disk
-            saliency = np.load(folder / "saliency.npy")
         for metrics in (self.metrics, self.running):
-            metrics.update(record, saliency)
-        self.rows[int(index)] = summary_row(record)
+            metrics.update(record)
+        self.records[int(index)] = ExplanationRecord.from_dict(record.to_dict())  # without maps: light to gather
         writer = tensorboard_writer(self.trainer)
         if writer is not None:  # this process's running means (rank 0's are shown)
             for name, value in self.running.compute(only_updated=True).items():
                 writer.add_scalar(f"running/{name}", value, batch_idx)
             writer.flush()
-        return self.rows[int(index)]
+        return self.records[int(index)]
 
-    def _explain(self, pair: Pair) -> tuple[dict[str, Any], np.ndarray | None]:
-        """The pair's record (written to its folder) and saliency map, or a failure record."""
+    def _explain(self, pair: Pair) -> ExplanationRecord:
+        """The pair's record, written to its folder: explained, not grounded, or failed with its reason."""
         start = time.perf_counter()
         try:
-            if pair.error:
-                raise LvlmHeatError(pair.error)
-            image, notes = open_image(pair.image)
-            # batch_size auto: probed once per process, on its first pair
-            self.config = with_batch_size(self.adapter, self.config, image, question_for(pair, self.multiple_choice))
-            result = explain_pair(
-                self.adapter, image, question_for(pair, self.multiple_choice), answer=pair.answer, config=self.config,
-                pair_id=pair.id, folder=pair.folder, log_dir=self.run_dir, bbox=pair.bbox, progress=self.progress,
-                image_path=None if isinstance(pair.image, bytes) else str(pair.image), image_notes=notes,
-                reference=pair.reference, options=pair.options,
-            )
-            return write_pair_outputs(self.run_dir / pair.folder, image, result), result.saliency
+            record = explain_pair(self.adapter, open_pair(pair, self.multiple_choice), self.config,
+                                  log_dir=self.run_dir, progress=self.progress)
+            write_pair_outputs(self.run_dir / pair.folder, record)
+            return record
         except (LvlmHeatError, OSError, ValueError, RuntimeError, FloatingPointError) as err:
             reason = f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"
             log.warning("%s failed: %s", pair.id, reason)
-            record = {"id": pair.id, "folder": pair.folder, "status": FAILED, "question": pair.question,
-                      "reference": pair.reference, "reason": reason, "seconds": time.perf_counter() - start}
-            write_json_atomic(self.run_dir / pair.folder / "result.json", record)
-            return record, None
+            record = failed_record(pair.id, pair.folder, pair.question, reason, pair.reference,
+                                   time.perf_counter() - start)
+            write_json_atomic(self.run_dir / pair.folder / "result.json", record.to_dict())
+            return record
 
     def finish(self) -> None:
-        """Collect every process's rows and metrics; rank 0 writes the summary. Called by every process
+        """Collect every process's records and metrics; rank 0 writes the summary. Called by every process
         after ``predict`` (not from a hook, which a process without pairs never reaches)."""
         means = self.metrics.compute()  # synced across processes
-        rows = self.rows
+        records = self.records
         if self.trainer.world_size > 1 and torch.distributed.is_available() and torch.distributed.is_initialized():
-            gathered: list[dict[int, dict[str, Any]]] = [{} for _ in range(self.trainer.world_size)]
-            torch.distributed.all_gather_object(gathered, rows)
-            rows = {index: row for part in gathered for index, row in part.items()}
+            gathered: list[dict[int, ExplanationRecord]] = [{} for _ in range(self.trainer.world_size)]
+            torch.distributed.all_gather_object(gathered, records)
+            records = {index: record for part in gathered for index, record in part.items()}
         if self.trainer.global_rank == 0:
-            missing = {"status": FAILED, "reason": "no result (process stopped?)"}
-            ordered = [rows.get(k) or summary_row({"id": pair.id, "folder": pair.folder, **missing})
+            ordered = [records.get(k) or failed_record(pair.id, pair.folder, pair.question,
+                                                       "no result (process stopped?)", pair.reference)
                        for k, pair in enumerate(self.pairs)]
             self.summary = write_summary(self.run_dir, ordered, means, self.adapter.name if self.adapter else "")
 
 
-def run_dataset(pairs: list[Pair], load: dict[str, Any], config: ExplainConfig, run_dir: Path,
+def run_dataset(pairs: list[Pair], model: ModelConfig, config: ExplainConfig, run_dir: Path,
                 trainer: TrainerConfig, multiple_choice: bool = False, progress: bool = True,
-                report: Callable[[dict], None] | None = None) -> dict[str, Any] | None:
+                report: Callable[[ExplanationRecord], None] | None = None) -> dict[str, Any] | None:
     """Explain ``pairs`` into ``run_dir``; the summary on the process of rank 0 (``None`` elsewhere)."""
-    if trainer.strategy == "ddp_spawn":
-        raise LvlmHeatError("strategy ddp_spawn pickles the model to its workers, which transformers models do not "
-                            "support: use --trainer.strategy ddp")
-    module = DatasetRun(pairs, load, config, run_dir, multiple_choice, report, progress)
+    module = DatasetRun(pairs, model, config, run_dir, multiple_choice, report, progress)
     runner = Trainer(
         accelerator=trainer.accelerator, devices=trainer.devices, strategy=trainer.strategy,
         num_nodes=trainer.num_nodes,

@@ -1,140 +1,94 @@
-"""The mask optimiser: one image-question pair as a LightningModule (METHOD.md sections 4-7).
+"""The mask optimiser: one image-question pair as a LightningModule.
 
 Reading order, as the algorithm runs:
 
-1. the mask ``M`` (``(1, 1, h, w)`` cells over the original image, 1 = keep) is the module's
-   only parameter; the frozen model lives in the adapter, never registered as a submodule.
-   Per-word maps stack one more mask per word, ``(1 + W, 1, h, w)``: each is scored on its own
-   tokens (the first on all selected tokens, the joint map), and all their composites share
-   the batches;
-2. one ``training_step`` is one iteration: ``ig_iter`` points ``t_k M`` along the integration
-   path give deletion composites ``phi(I, B, t_k M~)`` and insertion composites
-   ``phi(B, I, t_k M~)``, evaluated in batches, noised, and scored by the adapter;
-3. ``L_del - L_ins`` is back-propagated chunk by chunk (memory stays bounded), expressed in
-   units of its largest gradient (so the regulariser weights are relative to it), then the
-   L1, bilateral-TV and GNC-decayed L2 terms are added and :class:`IGOSNesterov` steps;
+1. the mask ``M`` (``(1, 1, h, w)`` cells over the original image, 1 = keep) is the module's only
+   parameter; the frozen model stays behind the pair's :class:`~lvlm_heat.scorer.CompositeScorer`, never
+   registered as a submodule. Per-word maps stack one more mask per word, ``(1 + W, 1, h, w)``: each is
+   scored on its own tokens (the first on all selected tokens, the joint map), and all their composites
+   share the batches;
+2. one ``training_step`` is one iteration: ``ig_iter`` points ``t_k M`` along the integration path give
+   deletion composites ``phi(I, B, t_k M~)`` and insertion composites ``phi(B, I, t_k M~)``, evaluated in
+   batches, noised, and scored;
+3. ``L_del - L_ins`` is back-propagated chunk by chunk (memory stays bounded), expressed in units of its
+   largest gradient (so the regulariser weights are relative to it), then the L1, bilateral-TV and
+   GNC-decayed L2 terms are added and :class:`~lvlm_heat.optim.IGOSNesterov` steps;
 4. ``test_step`` draws the deletion and insertion curves of the final mask.
+
+:func:`optimise_mask` runs it on a single-device trainer of its own: ``fit`` over the iterations, ``test``
+for the curves.
 """
 
 from __future__ import annotations
 
-import logging
 import math
-from collections.abc import Callable
+from collections.abc import Sequence
+from typing import Any
 
 import torch
-from lightning.pytorch import LightningModule
+from lightning.pytorch import Callback, LightningModule, Trainer
+from lightning.pytorch.loggers import Logger
 from torch import Tensor, nn
+from torch.utils.data import DataLoader
 
-from lvlm_heat.adapters.base import Adapter, PreparedPair, blend
 from lvlm_heat.config import OptimConfig
 from lvlm_heat.errors import LvlmHeatError
-from lvlm_heat.geometry import mask_grid_shape, sample_mask
+from lvlm_heat.geometry import sample_mask
 from lvlm_heat.losses import bilateral_tv, edge_weights, gnc_weight, l1_term, l2_term
-from lvlm_heat.metrics.curves import Curve, perturbation_curve
+from lvlm_heat.metrics.curves import Curve
 from lvlm_heat.optim import IGOSNesterov
-
-log = logging.getLogger(__name__)
-
-
-def in_chunks(count: int, batch_size: int, run: Callable[[int, int], None]) -> int:
-    """Call ``run(first, last)`` over ``[0, count)`` in chunks of ``batch_size``; return the batch size used.
-
-    On a CUDA out-of-memory error the chunk size is halved (and stays halved), with a warning, and the
-    failed chunk is retried.
-    """
-    first = 0
-    while first < count:
-        last = min(first + batch_size, count)
-        try:
-            run(first, last)
-        except torch.OutOfMemoryError:
-            if batch_size == 1:
-                raise
-            batch_size = max(1, batch_size // 2)
-            if torch.cuda.is_available():
-                torch.cuda.empty_cache()
-            log.warning("out of memory: retrying with batch_size %d", batch_size)
-            continue
-        first = last
-    return batch_size
+from lvlm_heat.prepare import Prepared
 
 
 class MaskExplainer(LightningModule):
-    """Optimises the perturbation mask of one image-question-answer triple.
+    """Optimises the perturbation mask of one prepared pair.
 
     Args:
-        adapter: The frozen model behind its adapter.
-        prepared: The pair's processed image, baseline and text.
-        selected: ``(T,)`` bool, the answer tokens whose likelihood is explained.
+        prepared: The pair: its scorer, and the groups of tokens each mask is scored on (``prepared.groups``:
+            the joint selection, then each word with a map of its own).
         config: Optimisation settings.
-        p_image: Mean probability of the selected tokens on the image (curve normalisation).
-        p_baseline: The same on the baseline.
-        words: ``(W, T)`` bool, the tokens of each word that gets a map of its own (one mask per row,
-            optimised alongside the joint one), or ``None``.
-        word_probs: ``(p_image, p_baseline)`` of each word's tokens, for its curves.
-        initial: ``(1 + W, 1, h, w)`` starting mask of the joint map and of each word's (``optim.warm_start``;
-            the two-mask variant starts its deletion mask there), or ``None``: 1 everywhere.
+        initial: ``(G, 1, h, w)`` starting mask of each group (the warm start; the two-mask variant starts its
+            deletion mask there), or ``None``: 1 everywhere.
     """
 
-    def __init__(
-        self,
-        adapter: Adapter,
-        prepared: PreparedPair,
-        selected: Tensor,
-        config: OptimConfig,
-        p_image: float,
-        p_baseline: float,
-        words: Tensor | None = None,
-        word_probs: list[tuple[float, float]] | None = None,
-        initial: Tensor | None = None,
-    ) -> None:
+    def __init__(self, prepared: Prepared, config: OptimConfig, initial: Tensor | None = None) -> None:
         super().__init__()
-        self.adapter, self.prepared, self.config = adapter, prepared, config
-        device = prepared.answer_ids.device
-        self.selected = selected.to(device)
-        self.p_image, self.p_baseline = p_image, p_baseline
-        words = torch.zeros(0, selected.numel(), dtype=torch.bool) if words is None else words
-        if len(words) and config.masks != 1:
+        self.prepared, self.config = prepared, config
+        self.scorer = prepared.scorer
+        inputs = self.scorer.inputs
+        device = inputs.answer_ids.device
+        words = len(prepared.groups) - 1
+        if words and config.masks != 1:
             raise LvlmHeatError("per-word maps take one mask per word: use them with --optim.masks 1")
-        if len(word_probs or []) != len(words):
-            raise ValueError("word_probs needs one (p_image, p_baseline) per word")
-        # (groups, T) tokens scored by each group of masks: the joint selection, then one row per word
-        self.groups = torch.cat([self.selected[None], words.to(device)]).float()
-        self.word_probs = list(word_probs or [])
+        self.groups = prepared.groups.to(device).float()  # (G, T) tokens scored by each group of masks
+        self.probabilities = [prepared.probabilities(g) for g in range(len(self.groups))]
         # one mask, the iGOS++ pair (deletion mask, insertion mask), or the joint mask and one per word:
         # (slices, 1, h, w), 1 = keep; slice_group[s] is the token group whose score slice s is optimised for
-        slices = len(self.groups) if len(words) else config.masks
-        self.slice_group = list(range(slices)) if len(words) else [0] * slices
-        mask = torch.ones(slices, 1, *mask_grid_shape(prepared.image_size, config.mask_size))
+        slices = len(self.groups) if words else config.masks
+        self.slice_group = list(range(slices)) if words else [0] * slices
+        mask = torch.ones(slices, 1, *self.scorer.grid)
         if initial is not None:  # each group's mask starts at its prior (the iGOS++ N stays at 1)
             mask[: len(initial)] = initial.to(mask)
         self.mask = nn.Parameter(mask)
         self.automatic_optimization = False
-        self.batch_size = config.batch_size
         self.score_scale: Tensor | None = None  # (slices, 1, 1, 1)
         self.history: list[dict[str, float]] = []
-        self.deletion: Curve | None = None
-        self.insertion: Curve | None = None
-        self.word_curves: list[tuple[Curve, Curve]] = []
-        if prepared.guide is None:
+        self.curves: list[tuple[Curve, Curve]] = []
+        """After ``test``: the deletion and insertion curves of each group's final mask."""
+        if inputs.guide is None:
             raise LvlmHeatError(
-                f"{type(adapter).__name__} left PreparedPair.guide unset: its prepare (or geometry) must give an "
-                "image-shaped view of the processed image and its ViewWindow (README, 'Add your own model')"
+                f"{type(self.scorer.adapter).__name__} left PreparedPair.guide unset: its prepare (or geometry) must "
+                "give an image-shaped view of the processed image and its ViewWindow (docs/models.md)"
             )
-        guide, self.guide_window = prepared.guide
+        guide, self.guide_window = inputs.guide
         self.edges = edge_weights(guide.float(), config.tv_sigma)
 
-    def final_mask(self) -> Tensor:
-        """``(1, 1, h, w)``: the joint mask the saliency and the curves are drawn from (the product of the
-        deletion and insertion masks in the two-mask variant)."""
+    def final_masks(self) -> Tensor:
+        """``(G, 1, h, w)``: the mask each group's map and curves are drawn from: the joint mask (the product of
+        the deletion and insertion masks in the two-mask variant), then each word's."""
         if self.config.masks == 1:
-            return self.mask[:1]
+            return self.mask
         return self.mask.prod(0, keepdim=True)
-
-    def word_masks(self) -> Tensor:
-        """``(W, 1, h, w)``: the mask of each word (empty without per-word maps)."""
-        return self.mask[1:] if len(self.groups) > 1 else self.mask[:0]
 
     def score_terms(self) -> list[tuple[Tensor, bool, int]]:
         """The ``(1, 1, h, w)`` masks the integrated scores are taken along, each with its insertion flag
@@ -146,7 +100,7 @@ class MaskExplainer(LightningModule):
         for the joint mask and each word's, each on its own tokens.
         """
         if self.config.masks == 2:
-            product = self.final_mask()
+            product = self.final_masks()
             terms = [(self.mask[:1], False, 0), (product, False, 0), (self.mask[1:], True, 0), (product, True, 0)]
         else:
             terms = [(self.mask[g : g + 1], flag, g) for g in range(len(self.mask)) for flag in (False, True)]
@@ -156,19 +110,6 @@ class MaskExplainer(LightningModule):
     def configure_optimizers(self) -> torch.optim.Optimizer:
         return IGOSNesterov([self.mask], step_size=self.config.step_size, lr=self.config.lr,
                             momentum=self.config.momentum, independent_slices=len(self.groups) > 1)
-
-    # -- scoring ----------------------------------------------------------------------------
-    def score(self, pixels: dict[str, Tensor], groups: Tensor | None = None) -> Tensor:
-        """``(N,)`` sum of the selected tokens' log-probabilities: ``score(X)`` of section 3; with
-        ``groups`` (``(N,)`` group indices), composite ``j`` is scored on group ``groups[j]``'s tokens."""
-        log_probs = self.adapter.answer_log_probs(self.prepared, pixels)
-        if groups is None:
-            return log_probs[:, self.selected].sum(-1)
-        return (log_probs * self.groups[groups].to(log_probs)).sum(-1)
-
-    def composites(self, masks: Tensor, insertion: bool) -> dict[str, Tensor]:
-        """``(N, ...)`` deletion or insertion composites for ``(N, 1, h, w)`` masks."""
-        return blend(self.prepared, self.adapter.project_mask(masks, self.prepared), insertion)
 
     def _noise(self, pixels: dict[str, Tensor], iteration: int, first: int) -> dict[str, Tensor]:
         """Add noise seeded per (iteration, composite): the same whatever the batch size."""
@@ -184,10 +125,6 @@ class MaskExplainer(LightningModule):
                 draws.append(torch.randn(value.shape[1:], generator=generator, device=value.device))
             out[key] = value + self.config.noise * torch.stack(draws)
         return out
-
-    def _in_chunks(self, count: int, run: Callable[[int, int], None]) -> None:
-        """:func:`in_chunks` with this pair's batch size, which stays halved after an out-of-memory error."""
-        self.batch_size = in_chunks(count, self.batch_size, run)
 
     # -- one iteration ----------------------------------------------------------------------
     def training_step(self, batch: Tensor, batch_idx: int) -> Tensor:
@@ -206,20 +143,14 @@ class MaskExplainer(LightningModule):
             games = self.score_terms()  # built anew for each chunk: each backward frees its graph
             jobs = torch.arange(first, last, device=mask.device)
             masks = torch.cat([games[j // n][0] for j in range(first, last)])  # (chunk, 1, h, w)
-            weights = self.adapter.project_mask(path[jobs % n].view(-1, 1, 1, 1) * masks, self.prepared)
-            deleted = blend(self.prepared, weights, insertion=False)
-            inserted = blend(self.prepared, weights, insertion=True)
-            flags = insertion[jobs]
-            pixels = {
-                key: torch.where(flags.view(-1, *[1] * (value.dim() - 1)), inserted[key], value)
-                for key, value in deleted.items()
-            }
-            chunk_scores = self.score(self._noise(pixels, iteration, first), group[jobs])
-            sign = torch.where(flags, -self.config.insertion_weight, 1.0).to(chunk_scores.dtype)
+            pixels = self.scorer.composites(path[jobs % n].view(-1, 1, 1, 1) * masks, insertion[jobs])
+            log_probs = self.scorer.log_probs(self._noise(pixels, iteration, first))
+            chunk_scores = (log_probs * self.groups[group[jobs]].to(log_probs)).sum(-1)  # score(X), each on its group
+            sign = torch.where(insertion[jobs], -config.insertion_weight, 1.0).to(chunk_scores.dtype)
             self.manual_backward((sign * chunk_scores).sum() / n)
             scores[first:last] = chunk_scores.detach().float().cpu()
 
-        self._in_chunks(len(insertion), run)
+        self.scorer.in_chunks(len(insertion), run)
         self._rescale_score_gradient()
 
         weight = gnc_weight(iteration, config.gamma)
@@ -227,7 +158,7 @@ class MaskExplainer(LightningModule):
         for g in range(len(self.groups)):
             slices = [s for s, owner in enumerate(self.slice_group) if owner == g]
             part = mask[slices[0] : slices[-1] + 1]
-            upsampled = sample_mask(part, self.guide_window, self.prepared.image_size)
+            upsampled = sample_mask(part, self.guide_window, self.scorer.inputs.image_size)
             terms = {"l1": l1_term(part), "tv": bilateral_tv(part, upsampled, self.edges), "l2": l2_term(part)}
             jobs = (group == g).cpu()
             played = {flag: scores[jobs & (insertion.cpu() == flag)].sum().item() / n for flag in (False, True)}
@@ -237,7 +168,8 @@ class MaskExplainer(LightningModule):
             losses.append((played, terms, regulariser, total))
         self.manual_backward(sum(regulariser for _, _, regulariser, _ in losses))
         if not (all(math.isfinite(loss[-1]) for loss in losses) and torch.isfinite(mask.grad).all()):
-            hint = ": fp16 overflows easily, try --precision bf16 or fp32" if self.adapter.dtype == torch.float16 else ""
+            dtype = self.scorer.adapter.dtype
+            hint = ": fp16 overflows easily, try --precision bf16 or fp32" if dtype == torch.float16 else ""
             raise FloatingPointError(f"the loss or its gradient is not finite at iteration {iteration}{hint}")
         optimizer.step()
 
@@ -275,35 +207,46 @@ class MaskExplainer(LightningModule):
         grad.div_(self.score_scale)
 
     # -- curves of the final mask -----------------------------------------------------------
-    @torch.no_grad()
-    def curve_scores(self, keep: Tensor, insertion: bool, tokens: Tensor | None = None) -> Tensor:
-        """``(N,)`` mean probability of the selected tokens (or of ``tokens``) for ``(N, 1, h, w)`` keep-masks."""
-        tokens = self.selected if tokens is None else tokens
-        out = torch.zeros(keep.shape[0])
-
-        def run(first: int, last: int) -> None:
-            pixels = self.composites(keep[first:last], insertion)
-            log_probs = self.adapter.answer_log_probs(self.prepared, pixels)[:, tokens]
-            out[first:last] = log_probs.float().exp().mean(-1).cpu()
-
-        self._in_chunks(keep.shape[0], run)
-        return out
-
     def test_step(self, batch: Tensor, batch_idx: int) -> None:
-        steps = self.config.curve_steps
-
-        def curves(mask: Tensor, tokens: Tensor, p_image: float, p_baseline: float) -> tuple[Curve, Curve]:
-            def score(keep: Tensor, insertion: bool) -> Tensor:
-                return self.curve_scores(keep, insertion, tokens)
-
-            return tuple(perturbation_curve(score, mask, p_image, p_baseline, flag, steps) for flag in (False, True))
-
-        self.deletion, self.insertion = curves(self.final_mask().detach(), self.selected, self.p_image, self.p_baseline)
-        self.word_curves = [
-            curves(mask[None].detach(), tokens.bool(), *probs)
-            for mask, tokens, probs in zip(self.word_masks(), self.groups[1:], self.word_probs)
-        ]
-        aucs = {"auc/deletion": self.deletion.auc, "auc/insertion": self.insertion.auc}
-        for w, (deletion, insertion) in enumerate(self.word_curves):
+        masks = self.final_masks().detach()
+        self.curves = [self.scorer.curves(masks[g : g + 1], self.groups[g].bool(), *self.probabilities[g],
+                                          self.config.curve_steps) for g in range(len(self.groups))]
+        aucs = {"auc/deletion": self.curves[0][0].auc, "auc/insertion": self.curves[0][1].auc}
+        for w, (deletion, insertion) in enumerate(self.curves[1:]):
             aucs.update({f"auc/word{w}/deletion": deletion.auc, f"auc/word{w}/insertion": insertion.auc})
         self.log_dict(aucs, on_step=False, on_epoch=True, batch_size=1)
+
+
+def optimise_mask(prepared: Prepared, config: OptimConfig, initial: Tensor | None = None, *,
+                  logger: Logger | None = None, callbacks: Sequence[Callback] = (),
+                  trainer_overrides: dict[str, Any] | None = None) -> MaskExplainer:
+    """Optimise the pair's mask and draw its curves: ``fit`` over ``config.iterations``, then ``test``.
+
+    The trainer is the pair's own, on the model's device, in full precision (the mask and the loss; the model
+    runs in its own dtype). The phases ``optimise`` and ``curves`` are timed on ``prepared.clock``.
+
+    Returns:
+        The fitted module: its ``final_masks()``, ``curves`` and ``history``.
+    """
+    device = prepared.scorer.adapter.device
+    settings = dict(
+        accelerator="gpu" if device.type == "cuda" else "cpu",
+        devices=[device.index or 0] if device.type == "cuda" else 1,
+        max_epochs=1,
+        logger=logger or False,
+        callbacks=list(callbacks),
+        enable_checkpointing=False,
+        enable_model_summary=False,
+        enable_progress_bar=False,
+        log_every_n_steps=1,
+        num_sanity_val_steps=0,
+        precision="32-true",
+    )
+    settings.update(trainer_overrides or {})
+    trainer = Trainer(**settings)
+    module = MaskExplainer(prepared, config, initial)
+    trainer.fit(module, train_dataloaders=DataLoader(range(config.iterations), batch_size=None))
+    prepared.clock.lap("optimise")
+    trainer.test(module, dataloaders=DataLoader([0], batch_size=None), verbose=False)
+    prepared.clock.lap("curves")
+    return module

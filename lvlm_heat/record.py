@@ -1,8 +1,11 @@
-"""The result record of one pair: :class:`Explanation`, and its JSON form.
+"""The result of one pair: :class:`ExplanationRecord`, in memory and as ``result.json``.
 
-An explanation is computed once and flows, as this object, to the outputs on disk, the
-dataset metrics and the summary. :meth:`Explanation.to_dict` is what ``result.json``
-holds; a finished pair's ``result.json`` is read back only when a run resumes.
+A record is made once, by :func:`lvlm_heat.pipeline.explain_pair` (or for a pair that failed, by the
+dataset run), and everything downstream takes it as it is: the pair's files, the console, the summary,
+the dataset metrics, resume and the report. :meth:`ExplanationRecord.to_dict` is what ``result.json``
+holds and :meth:`ExplanationRecord.from_dict` reads it back; the two round-trip exactly. The maps
+themselves live in ``.npy`` files beside it (:func:`lvlm_heat.reporting.outputs.read_record` loads both).
+Everything a reader needs without the maps (pointing hit, box mass) is a field, computed once.
 """
 
 from __future__ import annotations
@@ -12,13 +15,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-import torch
 
 from lvlm_heat.data.pairs import Box
 from lvlm_heat.metrics.curves import Curve
-from lvlm_heat.metrics.functional import box_mass, pointing_hit
 
 EXPLAINED, NOT_GROUNDED, FAILED = "explained", "not_grounded", "failed"
+STATUSES = (EXPLAINED, NOT_GROUNDED, FAILED)
 
 
 @dataclass
@@ -46,6 +48,18 @@ class TokenScore:
         """``log p(a_t | I) - min_r log p(a_t | I with region r removed)``, or ``None`` without a sweep."""
         return None if self.log_prob_local is None else self.log_prob_image - self.log_prob_local
 
+    def to_dict(self) -> dict[str, Any]:
+        return {"index": self.index, "text": self.text, "llr": self.llr, "local_drop": self.local_drop,
+                "log_prob_image": self.log_prob_image, "log_prob_baseline": self.log_prob_baseline,
+                "log_prob_local": self.log_prob_local, "special": self.special, "selected": self.selected,
+                "selected_by": list(self.selected_by)}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TokenScore:
+        return cls(data["index"], data["text"], _float(data.get("log_prob_image")),
+                   _float(data.get("log_prob_baseline")), bool(data.get("special")), bool(data.get("selected")),
+                   data.get("log_prob_local"), list(data.get("selected_by") or []))
+
 
 @dataclass
 class WordMap:
@@ -55,22 +69,26 @@ class WordMap:
         position: The word's position among the answer's words (0 = first).
         word: The word as it appears in the answer.
         tokens: Indices of its selected tokens.
-        saliency: ``(H, W)`` float32 over the original image, as :attr:`Explanation.saliency`.
+        saliency: ``(H, W)`` float32 over the original image, as :attr:`ExplanationRecord.saliency` (``None`` in
+            a record read without its maps).
         deletion, insertion: Curves of its mask, scored on its own tokens.
         p_image, p_baseline: Mean probability of its tokens on I and on B.
-        unstable: ``p_image - p_baseline`` is below ``min_gap``: its normalised curves are unstable
-            (a word the image hardly changes, such as one copied from the question).
+        unstable: ``p_image - p_baseline`` is below ``min_gap``: its normalised curves are unstable (a word the
+            image hardly changes, such as one copied from the question).
+        pointing_hit, box_mass: Plausibility against the pair's box (``None`` without one).
     """
 
     position: int
     word: str
     tokens: list[int]
-    saliency: np.ndarray
+    saliency: np.ndarray | None
     deletion: Curve
     insertion: Curve
     p_image: float
     p_baseline: float
     unstable: bool = False
+    pointing_hit: bool | None = None
+    box_mass: float | None = None
 
     @property
     def file_stem(self) -> str:
@@ -78,39 +96,68 @@ class WordMap:
         safe = "".join(c if c.isalnum() or c in "-_" else "_" for c in self.word)[:40]
         return f"{self.position}_{safe}"
 
+    def to_dict(self) -> dict[str, Any]:
+        return {"index": self.position, "word": self.word, "tokens": list(self.tokens),
+                "saliency": f"saliency_{self.file_stem}.npy", "overlay": f"overlay_{self.file_stem}.png",
+                "deletion_auc": self.deletion.auc, "insertion_auc": self.insertion.auc, "p_image": self.p_image,
+                "p_baseline": self.p_baseline, "unstable_normalization": self.unstable,
+                "pointing_hit": self.pointing_hit, "box_mass": self.box_mass,
+                "curves": {"deletion": self.deletion.to_dict(), "insertion": self.insertion.to_dict()}}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> WordMap:
+        curves = data["curves"]
+        return cls(data["index"], data["word"], list(data["tokens"]), None, Curve.from_dict(curves["deletion"]),
+                   Curve.from_dict(curves["insertion"]), _float(data.get("p_image")), _float(data.get("p_baseline")),
+                   bool(data.get("unstable_normalization")), data.get("pointing_hit"), data.get("box_mass"))
+
 
 @dataclass
-class Explanation:
+class ExplanationRecord:
     """The result for one pair.
 
     Attributes:
-        saliency: ``(H, W)`` float32 over the original image, higher = more important
-            (``1 - M`` upsampled); ``None`` when no token was selected.
+        pair_id: The pair's id, as the user or the dataset gave it.
+        question: The question as the model was asked it.
+        answer: The explained answer (the model's own unless one was given).
+        status: ``explained``, ``not_grounded`` (no answer token depends on the image: a result, no map) or
+            ``failed`` (``reason`` says why).
         tokens: Every answer token with its log-probabilities, LLR and selection.
+        saliency: ``(H, W)`` float32 over the original image, higher = more important (``1 - M`` upsampled);
+            ``None`` when there is no map, or in a record read without its maps.
         deletion, insertion: The curves of the final mask (``None`` when not explained).
         p_image, p_baseline: Mean probability of the selected tokens on I and on B.
         unstable: ``p_image - p_baseline`` is below ``min_gap``: the normalisation is unstable.
         out_of_range: A normalised curve leaves ``[0, 1]`` by more than ``curve_margin``.
+        pointing_hit, box_mass: The map's peak in ``bbox``, and its share of the map (``None`` without a box or
+            a map).
+        seconds: Wall time of the whole pair.
+        timings: Wall seconds of each phase: ``answer``, ``prepare`` (processor, baseline, selection and
+            warm-start passes), ``optimise`` (all iterations), ``curves``.
         history: Per iteration, every loss term (as logged to TensorBoard).
-        timings: Wall seconds of each phase: ``answer``, ``prepare`` (processor, baseline and
-            LLR passes), ``optimise`` (all iterations), ``curves``.
+        model: The model's name.
+        settings: The explanation settings (``ExplainConfig`` as a dict).
+        image_path: The image file, when there is one.
+        bbox: The evidence box, if the dataset gives one.
         folder: The pair's output folder name (file-name safe, unique in its run).
         reference: The dataset's reference answer, if it has one.
-        answer_match: How the model's answer matches ``reference``: ``exact``, ``option``,
-            ``normalised``, or ``None`` (no match, or no reference).
-        image_notes: What was done to the image file to show it as viewers do (EXIF rotation,
-            16-bit scaling, transparency), empty when nothing.
+        answer_match: How the answer matches ``reference`` (:func:`lvlm_heat.data.answers.answer_matches`).
+        image_notes: What was done to the image file to show it as viewers do (EXIF rotation, 16-bit scaling,
+            transparency).
         words: Per-word maps (``--maps per_word``), ``None`` otherwise.
-        reliance: How much the answer depends on the image at all: the log-probability of the whole
-            answer given the image (``log_p_image``), the baseline (``log_p_baseline``) and no image
-            (``log_p_no_image``, ``None`` where the model cannot answer without one).
+        reliance: How much the answer depends on the image at all: the log-probability of the whole answer given
+            the image (``log_p_image``), the baseline (``log_p_baseline``) and no image (``log_p_no_image``,
+            ``None`` where the model cannot answer without one).
+        reason: Why the pair failed (``failed`` only).
+        warnings: What the user should know about the explained answer (words the tokenizer could not encode).
+        image: The explained image (``PIL.Image``, RGB), kept in memory for display; not in ``result.json``.
     """
 
     pair_id: str
     question: str
-    answer: str
-    status: str
-    tokens: list[TokenScore]
+    answer: str = ""
+    status: str = NOT_GROUNDED
+    tokens: list[TokenScore] = field(default_factory=list)
     saliency: np.ndarray | None = None
     deletion: Curve | None = None
     insertion: Curve | None = None
@@ -118,6 +165,8 @@ class Explanation:
     p_baseline: float = math.nan
     unstable: bool = False
     out_of_range: bool = False
+    pointing_hit: bool | None = None
+    box_mass: float | None = None
     seconds: float = 0.0
     timings: dict[str, float] = field(default_factory=dict)
     history: list[dict[str, float]] = field(default_factory=list)
@@ -131,8 +180,9 @@ class Explanation:
     image_notes: list[str] = field(default_factory=list)
     words: list[WordMap] | None = None
     reliance: dict[str, float | None] = field(default_factory=dict)
+    reason: str | None = None
+    warnings: list[str] = field(default_factory=list)
     image: Any = field(default=None, repr=False, compare=False)
-    """The explained image (``PIL.Image``, RGB), kept in memory for display; not saved in ``result.json``."""
 
     def _repr_html_(self) -> str:
         """Jupyter's display: the overlay, the answer coloured by LLR, the AUCs."""
@@ -148,15 +198,10 @@ class Explanation:
 
     @property
     def correct(self) -> bool | None:
-        """Whether the answer matches the reference (``None`` without a reference)."""
-        return None if self.reference is None else self.answer_match is not None
-
-    @property
-    def answered_without_image(self) -> bool | None:
-        """Whether the model gives the answer at least half as likely without the image as with it,
-        ``p(A | no image) >= 0.5 p(A | I)``: the language prior alone carries it (``None`` when unknown)."""
-        ratio = self.no_image_ratio
-        return None if ratio is None else ratio >= 0.5
+        """Whether the answer matches the reference (``None`` without a reference, or for a failed pair)."""
+        if self.reference is None or self.status == FAILED:
+            return None
+        return self.answer_match is not None
 
     @property
     def no_image_ratio(self) -> float | None:
@@ -167,18 +212,11 @@ class Explanation:
         return math.exp(min(without - with_image, 50.0))
 
     @property
-    def pointing_hit(self) -> bool | None:
-        """Whether the saliency peak is in ``bbox`` (``None`` without a box or a map)."""
-        if self.bbox is None or self.saliency is None:
-            return None
-        return pointing_hit(torch.from_numpy(self.saliency), self.bbox)
-
-    @property
-    def box_mass(self) -> float | None:
-        """Share of the saliency inside ``bbox`` (``None`` without a box or a map)."""
-        if self.bbox is None or self.saliency is None:
-            return None
-        return box_mass(torch.from_numpy(self.saliency), self.bbox)
+    def answered_without_image(self) -> bool | None:
+        """Whether the model gives the answer at least half as likely without the image as with it,
+        ``p(A | no image) >= 0.5 p(A | I)``: the language prior alone carries it (``None`` when unknown)."""
+        ratio = self.no_image_ratio
+        return None if ratio is None else ratio >= 0.5
 
     @property
     def deletion_auc(self) -> float:
@@ -193,33 +231,29 @@ class Explanation:
         return [t.text.strip() for t in self.tokens if t.selected]
 
     def to_dict(self) -> dict[str, Any]:
-        """The ``result.json`` record."""
-
-        def curve(c: Curve | None) -> dict[str, list[float]] | None:
-            if c is None:
-                return None
-            return {"fractions": c.fractions.tolist(), "probs": c.probs.tolist(), "normalized": c.normalized.tolist()}
-
+        """The ``result.json`` record: every field but the maps and the image, and the derived values a reader
+        of the file wants (LLRs, AUCs, correctness, reliance ratio)."""
+        reliance = None
+        if self.reliance:
+            reliance = {**self.reliance, "no_image_ratio": self.no_image_ratio,
+                        "answered_without_image": self.answered_without_image}
         return {
             "id": self.pair_id,
             "folder": self.folder,
             "status": self.status,
+            "reason": self.reason,
+            "warnings": list(self.warnings),
             "image": self.image_path,
-            "image_notes": self.image_notes,
+            "image_notes": list(self.image_notes),
             "question": self.question,
             "answer": self.answer,
             "reference": self.reference,
             "answer_match": self.answer_match,
-            "tokens": [
-                {"index": t.index, "text": t.text, "llr": t.llr, "local_drop": t.local_drop,
-                 "log_prob_image": t.log_prob_image, "log_prob_baseline": t.log_prob_baseline,
-                 "log_prob_local": t.log_prob_local, "special": t.special, "selected": t.selected,
-                 "selected_by": t.selected_by}
-                for t in self.tokens
-            ],
+            "correct": self.correct,
+            "tokens": [t.to_dict() for t in self.tokens],
             "selected_tokens": self.selected_tokens,
-            "deletion_auc": None if math.isnan(self.deletion_auc) else self.deletion_auc,
-            "insertion_auc": None if math.isnan(self.insertion_auc) else self.insertion_auc,
+            "deletion_auc": _finite(self.deletion_auc),
+            "insertion_auc": _finite(self.insertion_auc),
             "p_image": self.p_image,
             "p_baseline": self.p_baseline,
             "unstable_normalization": self.unstable,
@@ -227,23 +261,70 @@ class Explanation:
             "bbox": list(self.bbox) if self.bbox else None,
             "pointing_hit": self.pointing_hit,
             "box_mass": self.box_mass,
-            "curves": {"deletion": curve(self.deletion), "insertion": curve(self.insertion)},
-            "correct": self.correct,
-            "reliance": {**self.reliance, "no_image_ratio": self.no_image_ratio,
-                         "answered_without_image": self.answered_without_image} if self.reliance else None,
-            "words": None if self.words is None else [
-                {"index": w.position, "word": w.word, "tokens": w.tokens,
-                 "saliency": f"saliency_{w.file_stem}.npy", "overlay": f"overlay_{w.file_stem}.png",
-                 "deletion_auc": w.deletion.auc, "insertion_auc": w.insertion.auc,
-                 "p_image": w.p_image, "p_baseline": w.p_baseline, "unstable_normalization": w.unstable,
-                 "pointing_hit": None if self.bbox is None else pointing_hit(torch.from_numpy(w.saliency), self.bbox),
-                 "box_mass": None if self.bbox is None else box_mass(torch.from_numpy(w.saliency), self.bbox),
-                 "curves": {"deletion": curve(w.deletion), "insertion": curve(w.insertion)}}
-                for w in self.words
-            ],
-            "history": self.history,
+            "curves": {"deletion": _curve(self.deletion), "insertion": _curve(self.insertion)},
+            "reliance": reliance,
+            "words": None if self.words is None else [w.to_dict() for w in self.words],
+            "history": [dict(h) for h in self.history],
             "seconds": self.seconds,
-            "timings": self.timings,
+            "timings": dict(self.timings),
             "model": self.model,
             "settings": self.settings,
         }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ExplanationRecord:
+        """The record of a ``result.json`` (or a summary row of a pair without one): the inverse of
+        :meth:`to_dict`, without the maps. Missing keys take their defaults."""
+        curves = data.get("curves") or {}
+        reliance = {k: v for k, v in (data.get("reliance") or {}).items()
+                    if k not in ("no_image_ratio", "answered_without_image")}
+        status = data.get("status")
+        return cls(
+            pair_id=str(data.get("id", data.get("folder", ""))),
+            question=data.get("question") or "",
+            answer=data.get("answer") or "",
+            status=status if status in STATUSES else FAILED,
+            tokens=[TokenScore.from_dict(t) for t in data.get("tokens") or []],
+            deletion=None if curves.get("deletion") is None else Curve.from_dict(curves["deletion"]),
+            insertion=None if curves.get("insertion") is None else Curve.from_dict(curves["insertion"]),
+            p_image=_float(data.get("p_image")),
+            p_baseline=_float(data.get("p_baseline")),
+            unstable=bool(data.get("unstable_normalization")),
+            out_of_range=bool(data.get("curve_out_of_range")),
+            pointing_hit=data.get("pointing_hit"),
+            box_mass=data.get("box_mass"),
+            seconds=_float(data.get("seconds"), 0.0),
+            timings=dict(data.get("timings") or {}),
+            history=[dict(h) for h in data.get("history") or []],
+            model=data.get("model") or "",
+            settings=data.get("settings") or {},
+            image_path=data.get("image"),
+            bbox=tuple(data["bbox"]) if data.get("bbox") else None,
+            folder=data.get("folder") or "",
+            reference=data.get("reference"),
+            answer_match=data.get("answer_match"),
+            image_notes=list(data.get("image_notes") or []),
+            words=None if data.get("words") is None else [WordMap.from_dict(w) for w in data["words"]],
+            reliance=reliance,
+            reason=data.get("reason"),
+            warnings=list(data.get("warnings") or []),
+        )
+
+
+def failed_record(pair_id: str, folder: str, question: str, reason: str, reference: str | None = None,
+                  seconds: float = 0.0) -> ExplanationRecord:
+    """The record of a pair that could not be explained, with the reason in one line."""
+    return ExplanationRecord(pair_id, question, status=FAILED, folder=folder, reference=reference, reason=reason,
+                             seconds=seconds)
+
+
+def _curve(curve: Curve | None) -> dict[str, list[float]] | None:
+    return None if curve is None else curve.to_dict()
+
+
+def _finite(value: float) -> float | None:
+    return None if math.isnan(value) else value
+
+
+def _float(value: Any, default: float = math.nan) -> float:
+    return default if value is None else float(value)

@@ -10,14 +10,16 @@ from lvlm_heat.batch_size import (
     CPU_BATCH_SIZE,
     PROBE_CAP,
     largest_fitting,
-    measure_batch_size,
     most_composites,
     probe_sizes,
-    with_batch_size,
+    probe_step,
+    resolve_batch_size,
 )
 from lvlm_heat.cli import main, parse
-from lvlm_heat.config import SelectionConfig
+from lvlm_heat.config import SelectionConfig, WarmStartConfig
+from lvlm_heat.data import Query
 from lvlm_heat.errors import LvlmHeatError
+from lvlm_heat.prepare import prepare
 
 
 class FakeMemory:
@@ -66,9 +68,10 @@ def test_probe_sizes_and_cap():
     assert most_composites(ExplainConfig()) == 49
     assert most_composites(ExplainConfig(optim=OptimConfig(ig_iter=30))) == 60
     assert most_composites(ExplainConfig(optim=OptimConfig(ig_iter=30, masks=2))) == 120
-    no_start = OptimConfig(curve_steps=5, warm_start=0)
-    assert most_composites(ExplainConfig(optim=no_start, select=SelectionConfig(windows=4))) == 20
-    assert most_composites(ExplainConfig(optim=OptimConfig(curve_steps=5, warm_windows=8))) == 64  # the start's sweep
+    no_start = ExplainConfig(optim=OptimConfig(curve_steps=5), warm_start=WarmStartConfig(depth=0),
+                             select=SelectionConfig(windows=4))
+    assert most_composites(no_start) == 20
+    assert most_composites(ExplainConfig(optim=OptimConfig(curve_steps=5), warm_start=WarmStartConfig(windows=8))) == 64
 
 
 def test_the_command_line_takes_auto_or_a_positive_number(capsys):
@@ -83,27 +86,32 @@ def test_the_command_line_takes_auto_or_a_positive_number(capsys):
         OptimConfig(iterations="auto")
 
 
-def test_auto_is_a_fixed_default_on_the_cpu_and_numbers_pass_through(tiny_adapter, caplog):
-    auto = ExplainConfig(optim=OptimConfig(batch_size="auto"))
+def test_auto_is_a_fixed_default_on_the_cpu_and_numbers_pass_through(tiny_adapter, image, caplog):
+    auto = ExplainConfig(optim=OptimConfig(batch_size="auto"), select=SelectionConfig(rule="all"))
+    query = Query(image, "what color is the circle ?", "the circle is red")
     with caplog.at_level("WARNING", logger="lvlm_heat.batch_size"):
-        resolved = with_batch_size(tiny_adapter, auto)
-    assert resolved.optim.batch_size == CPU_BATCH_SIZE and auto.optim.batch_size == "auto"
-    assert f"batch_size auto: {CPU_BATCH_SIZE} on the CPU" in caplog.text
+        first = prepare(tiny_adapter, query, auto)
+        second = prepare(tiny_adapter, query, auto)
+    assert first.scorer.batch_size == second.scorer.batch_size == CPU_BATCH_SIZE and auto.optim.batch_size == "auto"
+    assert caplog.text.count(f"batch_size auto: {CPU_BATCH_SIZE} on the CPU") == 1  # decided once per model
     fixed = ExplainConfig(optim=OptimConfig(batch_size=3))
-    assert with_batch_size(tiny_adapter, fixed) is fixed
+    assert resolve_batch_size(tiny_adapter, first.inputs, fixed) == 3
 
 
-def test_the_probe_runs_forward_and_backward_passes_of_the_model(tiny_adapter):
-    """On the CPU nothing runs out of memory: the real probe ends at its cap, having run every size."""
-    config = ExplainConfig(max_new_tokens=3, optim=OptimConfig(ig_iter=3, curve_steps=3, warm_start=0),
-                           select=SelectionConfig(windows=1))
-    assert measure_batch_size(tiny_adapter, config) == 6
+def test_the_probe_runs_forward_and_backward_passes_of_the_model(tiny_adapter, image):
+    """On the CPU nothing runs out of memory: the real probe step runs every size up to its cap, on the pair's
+    own processed inputs."""
+    config = ExplainConfig(max_new_tokens=3, optim=OptimConfig(ig_iter=3, curve_steps=3),
+                           warm_start=WarmStartConfig(depth=0), select=SelectionConfig(rule="all", windows=1))
+    prepared = prepare(tiny_adapter, Query(image, "what color is the circle ?", "the circle is red"), config)
+    before = prepared.scorer.passes
+    assert largest_fitting(probe_step(prepared.scorer), most_composites(config)) == 6
+    assert prepared.scorer.passes - before == sum(probe_sizes(6))
     assert all(p.grad is None for p in tiny_adapter.model.parameters())  # the frozen weights get no gradient
 
 
-def test_an_explainer_with_auto_resolves_once_and_records_the_number(tiny_llava, image):
+def test_an_explainer_with_auto_records_the_number(tiny_llava, image):
     config = ExplainConfig(max_new_tokens=3, optim=OptimConfig(iterations=1, ig_iter=2, curve_steps=3, batch_size="auto"))
     explainer = Explainer(tiny_llava, device="cpu", precision="fp32", config=config)
-    result = explainer.explain(image, "what color is the circle ?")
-    assert explainer.config.optim.batch_size == CPU_BATCH_SIZE
+    result = explainer.explain(image, "what color is the circle ?", "the circle is red")
     assert result.settings["optim"]["batch_size"] == CPU_BATCH_SIZE

@@ -1,4 +1,4 @@
-"""``python -m lvlm_heat.benchmark --random_weights``: released checkpoints' shapes with random weights,
+"""``lvlm-heat benchmark --random_weights``: released checkpoints' shapes with random weights,
 built without downloads, measured end to end (here shallow and narrow, on the CPU)."""
 
 from __future__ import annotations
@@ -9,11 +9,18 @@ import math
 import pytest
 import torch
 
+from lvlm_heat import cli
 from lvlm_heat.adapters import load_adapter
 from lvlm_heat.adapters.loading import model_class
-from lvlm_heat.baseline import make_baseline
-from lvlm_heat.benchmark import main, pass_flops, peak_flops
+from lvlm_heat.benchmark import benchmark, pass_flops, peak_flops
+from lvlm_heat.config import ExplainConfig, SelectionConfig
+from lvlm_heat.data import Query
+from lvlm_heat.prepare import prepare
 from lvlm_heat.shapes import SHAPES, Resize, find_shape, save_random_checkpoint
+
+
+def main(argv: list[str]) -> dict:
+    return cli.main(argv, benchmark, "lvlm-heat benchmark")
 
 SMALL = ["--layers", "2", "--width_divisor", "16"]
 QUICK = ["--optim.iterations", "1", "--optim.ig_iter", "2", "--optim.curve_steps", "3", "--max_new_tokens", "4",
@@ -55,11 +62,12 @@ def test_a_random_checkpoint_loads_like_the_released_one_and_answers_ordinary_to
     answer = adapter.generate(picture, "what color is it ?", 6)
     texts, special = adapter.token_texts(answer)
     assert len(answer) == 6 and not any(special) and all(t.strip() for t in texts)  # special tokens suppressed
-    prepared = adapter.prepare(picture, make_baseline(picture, "blur"), "what color is it ?", answer)
-    ids = prepared.text["input_ids"][0]
+    prepared = prepare(adapter, Query(picture, "what color is it ?", "".join(texts)),
+                       ExplainConfig(select=SelectionConfig(rule="all")))
+    ids = prepared.inputs.text["input_ids"][0]
     assert ids[0] == 1 and (ids == 32000).sum() == 576  # <s> first, as Llama's tokenizer puts it; the image
-    assert prepared.image["pixel_values"].shape == (1, 3, 336, 336)
-    forward, both = pass_flops(adapter, prepared, False), pass_flops(adapter, prepared, True)
+    assert prepared.inputs.image["pixel_values"].shape == (1, 3, 336, 336)
+    forward, both = pass_flops(prepared, False), pass_flops(prepared, True)
     assert 1.5 < both / forward < 3.5  # the backward reaches the pixels, not the frozen weights
 
 
@@ -94,13 +102,14 @@ def test_the_random_weights_benchmark_reports_every_figure(capsys):
 
 @pytest.mark.slow
 @pytest.mark.parametrize(("name", "size", "image_tokens"), [
-    ("qwen2.5-vl-7b", (1024, 768), 37 * 27),  # resized to 1036 x 756: 37 x 27 merged tokens of 28 px
-    ("internvl3-8b", (640, 480), 13 * 256),  # a 4 x 3 grid of 448 px tiles and a thumbnail, 256 tokens each
+    ("qwen2.5-vl-7b", (768, 1024), 37 * 27),  # resized to 1036 x 756: 37 x 27 merged tokens of 28 px
+    ("internvl3-8b", (480, 640), 13 * 256),  # a 4 x 3 grid of 448 px tiles and a thumbnail, 256 tokens each
 ])
 def test_the_other_shapes_run_end_to_end_with_their_image_tokens(name, size, image_tokens):
+    """``--image_size [height, width]``, (H, W) as everywhere else."""
     report = main(["--random_weights", name, *SMALL, *QUICK, "--image_size", json.dumps(list(size)),
                    "--sequential", "false"])
-    assert report["image_size"] == f"{size[0]}x{size[1]}"
+    assert report["image_size"] == f"{size[1]}x{size[0]}"
     assert image_tokens < report["tokens"] < image_tokens + 40
     assert "speedup_vs_sequential" not in report and report["overhead_ratio"] > 0
 

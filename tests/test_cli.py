@@ -24,7 +24,7 @@ def image_file(tmp_path) -> Path:
 def test_train_py_writes_every_output(tiny_llava, image_file, tmp_path, capsys):
     out = tmp_path / "run"
     summary = main(["--model", tiny_llava, "--image", str(image_file), "--question", "What color is the circle?",
-                    "--answer", "the circle is red", "--output_dir", str(out), "--select.rule", "all", "--min_gap=-1",
+                    "--answer", "the circle is red", "--output_dir", str(out), "--select.rule", "all", "--min_gap", "0",
                     *FAST])
     folder = out / "street"
     saliency = np.load(folder / "saliency.npy")
@@ -37,12 +37,15 @@ def test_train_py_writes_every_output(tiny_llava, image_file, tmp_path, capsys):
     assert [t["text"].strip() for t in record["tokens"]] == ["the", "circle", "is", "red"]
     assert all(t["selected"] for t in record["tokens"]) and "llr" in record["tokens"][0]
     assert 0 <= record["curves"]["deletion"]["fractions"][-1] == 1.0
-    assert record["deletion_auc"] == pytest.approx(summary["means"]["deletion_auc"])
+    # a random model: whatever its gap p(I) - p(B), the flag follows it, and a flagged pair stays out of the means
+    unstable = record["p_image"] - record["p_baseline"] < 0
+    assert record["unstable_normalization"] is unstable
+    assert summary["means"]["deletion_auc"] == (None if unstable else pytest.approx(record["deletion_auc"]))
     assert record["settings"]["optim"]["iterations"] == 2 and record["model"] == tiny_llava
     assert record["seconds"] > 0 and len(record["history"]) == 2
     assert isinstance(record["curve_out_of_range"], bool) and summary["curve_out_of_range"] in (0, 1)
     spread = summary["distributions"]["deletion_auc"]
-    assert spread["count"] == 1 and spread["median"] == pytest.approx(record["deletion_auc"])
+    assert spread["count"] == (0 if unstable else 1)
 
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 

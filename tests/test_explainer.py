@@ -7,20 +7,22 @@ import pytest
 import torch
 from toy import RedBoxAdapter, red_box_scene
 
-from lvlm_heat.baseline import make_baseline
 from lvlm_heat.config import ExplainConfig, OptimConfig, SelectionConfig
+from lvlm_heat.data import Query
 from lvlm_heat.explainer import MaskExplainer
-from lvlm_heat.one_pair import explain_pair
+from lvlm_heat.pipeline import explain_pair
+from lvlm_heat.prepare import prepare
+
+ALL = ExplainConfig(select=SelectionConfig(rule="all"))
 
 
 def test_gradient_reaches_the_mask_through_the_model(tiny_adapter, image):
-    ids = tiny_adapter.encode_answer("the circle is red")
-    prepared = tiny_adapter.prepare(image, make_baseline(image), "What color is the circle?", ids)
-    module = MaskExplainer(tiny_adapter, prepared, torch.ones(len(ids), dtype=torch.bool), OptimConfig(), 0.5, 0.1)
+    prepared = prepare(tiny_adapter, Query(image, "What color is the circle?", "the circle is red"), ALL)
+    module = MaskExplainer(prepared, OptimConfig())
     path = torch.tensor([0.5, 1.0]).view(-1, 1, 1, 1)
     for insertion in (False, True):
         module.mask.grad = None
-        module.score(module.composites(path * module.mask, insertion)).sum().backward()
+        module.scorer.log_probs(module.scorer.composites(path * module.mask, insertion)).sum().backward()
         grad = module.mask.grad
         assert grad is not None and grad.shape == module.mask.shape
         assert grad.abs().gt(0).float().mean() > 0.5  # most cells influence the answer
@@ -34,7 +36,7 @@ def test_heatmap_lands_on_the_only_evidence(masks, insertion_weight):
     box = (36, 8, 56, 28)
     adapter = RedBoxAdapter(box)
     optim = OptimConfig(mask_size=16, iterations=5, masks=masks, insertion_weight=insertion_weight)
-    result = explain_pair(adapter, red_box_scene(box=box), "What color is it?", config=ExplainConfig(optim=optim))
+    result = explain_pair(adapter, Query(red_box_scene(box=box), "What color is it?"), ExplainConfig(optim=optim))
     assert result.status == "explained"
     assert result.saliency.shape == (64, 64)
     row, col = np.unravel_index(result.saliency.argmax(), result.saliency.shape)
@@ -54,7 +56,7 @@ def test_deletion_game_alone_evaluates_half_the_composites():
     for weight in (1.0, 0.0):
         adapter = _OutOfMemoryAbove(RedBoxAdapter(box), limit=10**6)
         config = ExplainConfig(optim=OptimConfig(mask_size=8, iterations=3, ig_iter=4, curve_steps=10, insertion_weight=weight))
-        result = explain_pair(adapter, red_box_scene(box=box), "q", config=config)
+        result = explain_pair(adapter, Query(red_box_scene(box=box), "q"), config)
         counts[weight] = sum(adapter.sizes)  # composites scored: selection, optimisation, curves
         histories[weight] = result.history
     assert counts[1.0] - counts[0.0] == 3 * 4  # iterations x ig_iter insertion composites fewer
@@ -67,10 +69,10 @@ def test_gradient_checkpointing_gives_the_same_gradient(tiny_llava, image):
     grads = []
     for checkpointing in (False, True):
         adapter = load_adapter(tiny_llava, precision="fp32", device="cpu", gradient_checkpointing=checkpointing)
-        ids = adapter.encode_answer("the circle is red")
-        prepared = adapter.prepare(image, make_baseline(image), "What color is the circle?", ids)
-        module = MaskExplainer(adapter, prepared, torch.ones(len(ids), dtype=torch.bool), OptimConfig(), 0.5, 0.1)
-        module.score(module.composites(torch.tensor([0.3, 1.0]).view(-1, 1, 1, 1) * module.mask, False)).sum().backward()
+        prepared = prepare(adapter, Query(image, "What color is the circle?", "the circle is red"), ALL)
+        module = MaskExplainer(prepared, OptimConfig())
+        composites = module.scorer.composites(torch.tensor([0.3, 1.0]).view(-1, 1, 1, 1) * module.mask, False)
+        module.scorer.log_probs(composites).sum().backward()
         grads.append(module.mask.grad)
     assert torch.allclose(grads[0], grads[1], atol=1e-6) and grads[0].abs().sum() > 0
 
@@ -95,10 +97,10 @@ class _OutOfMemoryAbove:
 def test_out_of_memory_halves_the_batch_and_changes_nothing(caplog):
     box = (36, 8, 56, 28)
     config = ExplainConfig(optim=OptimConfig(mask_size=8, iterations=2, ig_iter=4, batch_size=8, curve_steps=10))
-    reference = explain_pair(RedBoxAdapter(box), red_box_scene(box=box), "q", config=config)
+    reference = explain_pair(RedBoxAdapter(box), Query(red_box_scene(box=box), "q"), config)
     limited = _OutOfMemoryAbove(RedBoxAdapter(box), limit=3)
     with caplog.at_level("WARNING"):
-        result = explain_pair(limited, red_box_scene(box=box), "q", config=config)
+        result = explain_pair(limited, Query(red_box_scene(box=box), "q"), config)
     assert "out of memory: retrying with batch_size 4" in caplog.text
     assert "batch_size 2" in caplog.text
     assert max(limited.sizes[-5:]) <= 2
@@ -114,7 +116,7 @@ def test_batch_size_does_not_change_the_result(tiny_llava, image):
     for batch_size in (1, 16):
         config = ExplainConfig(select=SelectionConfig(rule="all"),
                                optim=OptimConfig(iterations=3, ig_iter=5, mask_size=8, batch_size=batch_size, curve_steps=12))
-        results.append(explain_pair(adapter, image, "What color is the circle?", answer="the circle is red", config=config))
+        results.append(explain_pair(adapter, Query(image, "What color is the circle?", "the circle is red"), config))
     one, sixteen = results
     assert np.allclose(one.saliency, sixteen.saliency, atol=1e-4)
     assert abs(one.deletion_auc - sixteen.deletion_auc) < 1e-4

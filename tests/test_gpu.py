@@ -13,19 +13,24 @@ import torch
 from conftest import textured_image
 from PIL import Image
 
-from lvlm_heat import ExplainConfig, Explainer, OptimConfig
+from lvlm_heat import ExplainConfig, Explainer, OptimConfig, cli
 from lvlm_heat.adapters import load_adapter
-from lvlm_heat.baseline import make_baseline
-from lvlm_heat.batch_size import most_composites, probe_sizes, probe_step, with_batch_size
-from lvlm_heat.benchmark import main
+from lvlm_heat.batch_size import PROBE_CAP, largest_fitting, most_composites, probe_sizes, probe_step
+from lvlm_heat.benchmark import benchmark
 from lvlm_heat.config import SelectionConfig
+from lvlm_heat.data import Query
 from lvlm_heat.demo import DEMO_PAIRS
-from lvlm_heat.geometry import mask_grid_shape
-from lvlm_heat.one_pair import explain_pair
+from lvlm_heat.pipeline import explain_pair
+from lvlm_heat.prepare import prepare
 from lvlm_heat.shapes import Resize, save_random_checkpoint
 
 pytestmark = pytest.mark.gpu
 QUESTION = "what color is the circle ?"
+ALL = SelectionConfig(rule="all")
+
+
+def main(argv: list[str]) -> dict:
+    return cli.main(argv, benchmark, "lvlm-heat benchmark")
 
 
 @pytest.mark.parametrize("precision", ["bf16", "fp16"])
@@ -59,13 +64,13 @@ def wide_adapter(tmp_path_factory):
 
 def _limit_memory(adapter, composites: float) -> None:
     """Let the process allocate what it holds now plus about ``composites`` composites' forward and backward."""
-    picture = textured_image(240, 320)
-    prepared = adapter.prepare(picture, make_baseline(picture, "blur"), QUESTION, adapter.encode_answer("red " * 8))
+    config = ExplainConfig(optim=OptimConfig(batch_size=1), select=ALL)
+    prepared = prepare(adapter, Query(textured_image(240, 320), QUESTION, "red " * 8), config)
     torch.cuda.synchronize()
     torch.cuda.empty_cache()
     base = torch.cuda.memory_allocated()
     torch.cuda.reset_peak_memory_stats()
-    probe_step(adapter, prepared, mask_grid_shape(prepared.image_size, 32))(1)
+    probe_step(prepared.scorer)(1)
     per_composite = torch.cuda.max_memory_allocated() - base
     del prepared
     torch.cuda.empty_cache()
@@ -74,14 +79,15 @@ def _limit_memory(adapter, composites: float) -> None:
 
 
 def test_auto_batch_size_probes_the_gpu_and_backs_off_under_a_memory_limit(wide_adapter, caplog):
-    config = ExplainConfig(max_new_tokens=8, optim=OptimConfig(batch_size="auto"))
-    picture = textured_image(240, 320)
+    config = ExplainConfig(max_new_tokens=8, optim=OptimConfig(batch_size="auto"), select=ALL)
+    cap = min(PROBE_CAP, most_composites(config))
     with caplog.at_level(logging.WARNING, logger="lvlm_heat.batch_size"):
-        free = with_batch_size(wide_adapter, config, picture, QUESTION).optim.batch_size
-    assert free in probe_sizes(most_composites(config)) and "the largest that fits" in caplog.text
+        prepared = prepare(wide_adapter, Query(textured_image(240, 320), QUESTION, "red " * 8), config)
+    free = prepared.scorer.batch_size
+    assert free in probe_sizes(cap) and "the largest that fits" in caplog.text
     _limit_memory(wide_adapter, 5.5)
     try:
-        limited = with_batch_size(wide_adapter, config, picture, QUESTION).optim.batch_size
+        limited = largest_fitting(probe_step(prepared.scorer), cap)
     finally:
         torch.cuda.set_per_process_memory_fraction(1.0, wide_adapter.device)
         torch.cuda.empty_cache()
@@ -90,11 +96,11 @@ def test_auto_batch_size_probes_the_gpu_and_backs_off_under_a_memory_limit(wide_
 
 def test_out_of_memory_halves_the_batch_and_the_pair_still_finishes(wide_adapter, caplog):
     config = ExplainConfig(max_new_tokens=8, optim=OptimConfig(iterations=1, ig_iter=32, curve_steps=4, batch_size=64),
-                           select=SelectionConfig(rule="all"))
+                           select=ALL)
     _limit_memory(wide_adapter, 5.5)
     try:
-        with caplog.at_level(logging.WARNING, logger="lvlm_heat.explainer"):
-            result = explain_pair(wide_adapter, textured_image(240, 320), QUESTION, answer="red circle", config=config)
+        with caplog.at_level(logging.WARNING, logger="lvlm_heat.scorer"):
+            result = explain_pair(wide_adapter, Query(textured_image(240, 320), QUESTION, "red circle"), config)
     finally:
         torch.cuda.set_per_process_memory_fraction(1.0, wide_adapter.device)
         torch.cuda.empty_cache()

@@ -9,23 +9,25 @@ import pytest
 from toy import ColourWordsAdapter, red_box_scene
 
 from lvlm_heat.config import ExplainConfig, OptimConfig, SelectionConfig
-from lvlm_heat.one_pair import explain_pair
-from lvlm_heat.reporting.outputs import write_pair_outputs
+from lvlm_heat.data import Query
+from lvlm_heat.metrics import pointing_hit
+from lvlm_heat.pipeline import explain_pair
+from lvlm_heat.reporting.outputs import read_record, write_pair_outputs
 
 RED, GREEN = (36, 8, 56, 28), (6, 40, 24, 58)
 
 
 def _peak_in(saliency: np.ndarray, box) -> bool:
-    row, col = np.unravel_index(saliency.argmax(), saliency.shape)
-    left, top, right, bottom = box
-    return left <= col < right and top <= row < bottom
+    import torch
+
+    return pointing_hit(torch.from_numpy(saliency), box)
 
 
 def _explain(maps: str):
     config = ExplainConfig(maps=maps, optim=OptimConfig(mask_size=16, iterations=5),
                            select=SelectionConfig(rule="all"))
-    return explain_pair(ColourWordsAdapter(RED, GREEN), red_box_scene(box=RED), "Which colours?", config=config,
-                        bbox=RED)
+    return explain_pair(ColourWordsAdapter(RED, GREEN), Query(red_box_scene(box=RED), "Which colours?", bbox=RED),
+                        config)
 
 
 @pytest.fixture(scope="module")
@@ -58,8 +60,9 @@ def test_the_joint_map_is_the_one_a_joint_run_makes(joint_and_per_word):
 
 def test_word_files_and_record(joint_and_per_word, tmp_path):
     _, result = joint_and_per_word
-    record = write_pair_outputs(tmp_path, red_box_scene(box=RED), result)
-    assert json.loads((tmp_path / "result.json").read_text())["words"] == json.loads(json.dumps(record["words"]))
+    write_pair_outputs(tmp_path, result)
+    record = json.loads((tmp_path / "result.json").read_text())
+    assert record["words"] == json.loads(json.dumps(result.to_dict()["words"]))
     for entry, word in zip(record["words"], result.words):
         assert entry["word"] == word.word and entry["tokens"] == word.tokens
         np.testing.assert_array_equal(np.load(tmp_path / entry["saliency"]), word.saliency)
@@ -67,6 +70,10 @@ def test_word_files_and_record(joint_and_per_word, tmp_path):
         assert entry["deletion_auc"] == pytest.approx(word.deletion.auc)
     assert [e["pointing_hit"] for e in record["words"]] == [True, False]  # bbox is the red square
     assert (tmp_path / "words.png").stat().st_size > 0
+    read = read_record(tmp_path)
+    for word, again in zip(result.words, read.words):
+        np.testing.assert_array_equal(again.saliency, word.saliency)
+        assert again.to_dict() == word.to_dict()
 
 
 def test_tensorboard_shows_each_words_mask_and_map(tmp_path):
@@ -74,8 +81,8 @@ def test_tensorboard_shows_each_words_mask_and_map(tmp_path):
 
     config = ExplainConfig(maps="per_word", optim=OptimConfig(mask_size=16, iterations=2),
                            select=SelectionConfig(rule="all"))
-    explain_pair(ColourWordsAdapter(RED, GREEN), red_box_scene(box=RED), "Which colours?", config=config,
-                 log_dir=tmp_path, pair_id="toy")
+    explain_pair(ColourWordsAdapter(RED, GREEN), Query(red_box_scene(box=RED), "Which colours?", pair_id="toy"),
+                 config, log_dir=tmp_path)
     tags = set()
     for events in (tmp_path / "toy").glob("events.out.tfevents.*"):
         tags |= set(EventAccumulator(str(events)).Reload().Tags()["images"])
@@ -85,7 +92,7 @@ def test_tensorboard_shows_each_words_mask_and_map(tmp_path):
 def test_a_word_holding_every_selected_token_reuses_the_joint_map():
     config = ExplainConfig(maps="per_word", optim=OptimConfig(mask_size=16, iterations=2),
                            select=SelectionConfig(rule="words", words=["green"]))
-    result = explain_pair(ColourWordsAdapter(RED, GREEN), red_box_scene(box=RED), "Which colours?", config=config)
+    result = explain_pair(ColourWordsAdapter(RED, GREEN), Query(red_box_scene(box=RED), "Which colours?"), config)
     assert [w.word for w in result.words] == ["green"]
     assert result.words[0].saliency is result.saliency
     assert _peak_in(result.saliency, GREEN)
@@ -126,8 +133,8 @@ def test_demo_model_colour_word_map_lands_on_its_object(model):
     image = Image.open(DEMO_PAIRS.parent / pair["image"])
     adapter = load_adapter(str(DEMO_MODELS[model]), precision="fp32", device="cpu")
     results = [
-        explain_pair(adapter, image, pair["question"], bbox=tuple(pair["bbox"]),
-                     config=ExplainConfig(maps=maps, select=SelectionConfig(rule="words", words=["triangle", "green"])))
+        explain_pair(adapter, Query(image, pair["question"], bbox=tuple(pair["bbox"])),
+                     ExplainConfig(maps=maps, select=SelectionConfig(rule="words", words=["triangle", "green"])))
         for maps in ("joint", "per_word")
     ]
     joint, per_word = results

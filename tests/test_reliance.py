@@ -6,11 +6,11 @@ import math
 
 import pytest
 
-from lvlm_heat.record import NOT_GROUNDED, Explanation
+from lvlm_heat.record import NOT_GROUNDED, ExplanationRecord
 
 
-def _record(log_p_image, log_p_no_image, reference=None, match=None) -> Explanation:
-    result = Explanation("p", "q?", "a", NOT_GROUNDED, [], reference=reference, answer_match=match)
+def _record(log_p_image, log_p_no_image, reference=None, match=None) -> ExplanationRecord:
+    result = ExplanationRecord("p", "q?", "a", NOT_GROUNDED, [], reference=reference, answer_match=match)
     result.reliance = {"log_p_image": log_p_image, "log_p_baseline": -9.0, "log_p_no_image": log_p_no_image}
     return result
 
@@ -38,13 +38,14 @@ def test_demo_model_needs_the_image():
     """The demo LLaVA was trained only with images: without one its answer is improbable."""
     from lvlm_heat.adapters import load_adapter
     from lvlm_heat.config import ExplainConfig, OptimConfig
-    from lvlm_heat.demo import DEMO_MODEL, DEMO_PAIRS
-    from lvlm_heat.one_pair import explain_pair
+    from lvlm_heat.data import Query
+    from lvlm_heat.demo import DEMO_PAIRS
+    from lvlm_heat.pipeline import explain_pair
     from PIL import Image
 
-    adapter = load_adapter(str(DEMO_MODEL), precision="fp32", device="cpu")
-    result = explain_pair(adapter, Image.open(DEMO_PAIRS.parent / "demo_1.png"), "What shape is the green object?",
-                          config=ExplainConfig(optim=OptimConfig(iterations=1, curve_steps=2)))
+    adapter = load_adapter("demo", precision="fp32", device="cpu")
+    result = explain_pair(adapter, Query(Image.open(DEMO_PAIRS.parent / "demo_1.png"), "What shape is the green object?"),
+                          ExplainConfig(optim=OptimConfig(iterations=1, curve_steps=2)))
     reliance = result.reliance
     assert reliance["log_p_image"] > math.log(0.9)
     assert reliance["log_p_no_image"] < reliance["log_p_image"] - 5

@@ -321,7 +321,7 @@ def test_a_run_writes_its_report_and_a_resumed_run_rewrites_it(tiny_llava, tmp_p
     textured_image(45, 70).save(image)
     out = tmp_path / "run"
     command = ["--model", tiny_llava, "--image", str(image), "--question", "What color is the circle?",
-               "--answer", "the circle is red", "--output_dir", str(out), "--select.rule", "all", "--min_gap=-1",
+               "--answer", "the circle is red", "--output_dir", str(out), "--select.rule", "all", "--min_gap", "0",
                "--maps", "per_word", "--progress", "false", "--optim.iterations", "2", "--optim.ig_iter", "3",
                "--optim.curve_steps", "6", "--optim.mask_size", "8"]
     main(command)

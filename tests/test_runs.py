@@ -16,7 +16,7 @@ from lvlm_heat.cli import main
 
 ROOT = Path(__file__).parents[1]
 FAST = ["--progress", "false", "--optim.iterations", "2", "--optim.ig_iter", "3", "--optim.curve_steps", "6",
-        "--optim.mask_size", "8", "--select.rule", "all", "--min_gap=-1", "--data.explain_reference", "true"]
+        "--optim.mask_size", "8", "--select.rule", "all", "--min_gap", "0", "--data.explain_reference", "true"]
 
 
 def _dataset(folder: Path, count: int, extra: list[dict] = ()) -> Path:

@@ -1,5 +1,5 @@
 """The sanity checks: randomisation restores the weights, occlusion finds known evidence, superpixels follow
-edges, and ``python -m lvlm_heat.sanity`` writes its report."""
+edges, and ``lvlm-heat sanity`` writes its report."""
 
 from __future__ import annotations
 
@@ -11,8 +11,10 @@ import torch
 from PIL import Image
 from toy import RedBoxAdapter, red_box_scene
 
-from lvlm_heat.config import ExplainConfig, OptimConfig, SelectionConfig
-from lvlm_heat.sanity import SanityCase, SanityConfig, sanity_check
+from lvlm_heat.cli import main
+from lvlm_heat.config import ExplainConfig, OptimConfig, SanityConfig, SelectionConfig
+from lvlm_heat.data import Query
+from lvlm_heat.sanity import run_sanity, sanity_check
 from lvlm_heat.sanity.randomisation import WeightSnapshot, find_blocks, randomise_
 from lvlm_heat.sanity.superpixels import slic, work_image
 
@@ -42,7 +44,7 @@ def test_superpixels_follow_a_sharp_boundary():
 
 def test_occlusion_peaks_on_the_only_evidence():
     records, _, maps = sanity_check(
-        RedBoxAdapter(BOX), [SanityCase("toy", red_box_scene(box=BOX), "What color is it?", bbox=BOX)],
+        RedBoxAdapter(BOX), [Query(red_box_scene(box=BOX), "What color is it?", pair_id="toy", bbox=BOX)],
         ExplainConfig(optim=OptimConfig(iterations=2, ig_iter=4, curve_steps=8, mask_size=16)),
         SanityConfig(stages=[], all_parameters=False, rerun=False, random_answers=False, segments=30),
     )
@@ -74,7 +76,7 @@ def test_randomised_model_maps_decorrelate_and_weights_come_back(tiny_adapter, i
     before = {name: p.detach().clone() for name, p in tiny_adapter.model.named_parameters()}
     explain = ExplainConfig(select=SelectionConfig(rule="all"), optim=OptimConfig(iterations=3, ig_iter=4,
                                                                                   curve_steps=4, mask_size=8))
-    records, cascade, _ = sanity_check(tiny_adapter, [SanityCase("pair", image, "What color is it?", "it is red")],
+    records, cascade, _ = sanity_check(tiny_adapter, [Query(image, "What color is it?", "it is red", "pair")],
                                        explain, SanityConfig(stages=[1.0], random_answers=False))
     assert all(torch.equal(p, before[name]) for name, p in tiny_adapter.model.named_parameters())
     rerun = records[0]["rerun"]["spearman"]
@@ -86,8 +88,6 @@ def test_randomised_model_maps_decorrelate_and_weights_come_back(tiny_adapter, i
 
 
 def test_command_line_writes_sanity_json(tmp_path):
-    from lvlm_heat.sanity.runner import main
-
     folder = tmp_path / "toy"
     folder.mkdir()
     (folder / "config.json").write_text(json.dumps({"box": list(BOX)}))
@@ -103,7 +103,7 @@ def test_command_line_writes_sanity_json(tmp_path):
     out = tmp_path / "out"
     main(["--adapter", "toy.TwoEncoderAdapter", "--model", str(folder), "--data.path", str(tmp_path / "pairs.jsonl"),
           "--output_dir", str(out), "--optim.iterations", "1", "--optim.ig_iter", "2", "--optim.curve_steps", "4",
-          "--optim.mask_size", "8", "--sanity.segments", "12", "--sanity.stages", "[0.0]"])
+          "--optim.mask_size", "8", "--sanity.segments", "12", "--sanity.stages", "[0.0]"], run_sanity)
     report = json.loads((out / "sanity.json").read_text())  # strict JSON: json.loads refuses NaN only when asked
     assert set(report) == {"model", "adapter", "settings", "summary", "interpretation", "pairs"}
     summary = report["summary"]
@@ -121,10 +121,8 @@ def test_command_line_writes_sanity_json(tmp_path):
 
 
 def test_demo_model_end_to_end(tmp_path, capsys):
-    from lvlm_heat.sanity.runner import main
-
     report = main(["--pairs", "1", "--optim.iterations", "1", "--optim.ig_iter", "2", "--optim.curve_steps", "4",
-                   "--output_dir", str(tmp_path)])
+                   "--output_dir", str(tmp_path)], run_sanity)
     assert report["summary"]["checked"] == 1 and (tmp_path / "sanity.json").is_file()
     stages = report["summary"]["randomisation"]["stages"]
     assert len(stages) == 5 and stages[0]["last_block"] == "lm_head"

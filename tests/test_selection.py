@@ -65,7 +65,7 @@ def test_evidence_rule_catches_a_word_the_blur_keeps():
 
 
 def test_sweep_regions_cover_every_quarter_sized_object():
-    from lvlm_heat.selection import sweep_masks
+    from lvlm_heat.scorer import sweep_masks
 
     masks = sweep_masks((8, 12), 3)
     assert masks.shape == (9, 1, 8, 12)

@@ -26,7 +26,7 @@ from lvlm_heat.baseline import make_baseline
 
 QUESTION = "what color is it ?"
 FAST = ["--progress", "false", "--optim.iterations", "2", "--optim.ig_iter", "3", "--optim.curve_steps", "6",
-        "--optim.mask_size", "10", "--select.rule", "all", "--min_gap=-1"]
+        "--optim.mask_size", "10", "--select.rule", "all", "--min_gap", "0"]
 
 
 @pytest.fixture(scope="module")

@@ -7,54 +7,35 @@ import pytest
 import torch
 from toy import ColourWordsAdapter, RedBoxAdapter, red_box_scene
 
-from lvlm_heat import one_pair
-from lvlm_heat.config import ExplainConfig, OptimConfig, SelectionConfig
+from lvlm_heat.config import ExplainConfig, OptimConfig, SelectionConfig, WarmStartConfig
+from lvlm_heat.data import Query
 from lvlm_heat.geometry import upsample_to_image
-from lvlm_heat.one_pair import explain_pair
+from lvlm_heat.prepare import prepare
+from lvlm_heat.scorer import sweep_masks
+from lvlm_heat.warm_start import initial_mask, region_map
 
 RED, GREEN = (36, 8, 56, 28), (6, 40, 24, 58)
 
 
-class _Counting:
-    """Wraps an adapter: counts the composites scored and keeps the explainer's starting mask."""
-
-    def __init__(self, adapter) -> None:
-        self.inner, self.scored = adapter, 0
-
-    def __getattr__(self, name):
-        return getattr(self.inner, name)
-
-    def answer_log_probs(self, prepared, pixels):
-        self.scored += next(iter(pixels.values())).shape[0]
-        return self.inner.answer_log_probs(prepared, pixels)
-
-
-@pytest.fixture
-def starts(monkeypatch):
-    """The ``initial`` masks the explainer is built with, in order."""
-    seen, original = [], one_pair.MaskExplainer
-
-    def recording(*args, initial=None, **kwargs):
-        seen.append(initial)
-        return original(*args, initial=initial, **kwargs)
-
-    monkeypatch.setattr(one_pair, "MaskExplainer", recording)
-    return seen
+def _start(adapter, box, config: ExplainConfig):
+    """The pair's prepared state and the mask's start, as the pipeline computes them."""
+    prepared = prepare(adapter, Query(red_box_scene(box=box), "q"), config)
+    return prepared, initial_mask(prepared, config.warm_start)
 
 
 def _dip(start: torch.Tensor, size: int = 64) -> np.ndarray:
     return (1 - upsample_to_image(start[None].float(), (size, size)))[0, 0].numpy()
 
 
-def _config(warm: float, rule: str = "evidence", **select) -> ExplainConfig:
-    optim = OptimConfig(mask_size=16, iterations=2, ig_iter=4, curve_steps=8, warm_start=warm)
-    return ExplainConfig(optim=optim, select=SelectionConfig(rule=rule, **select))
+def _config(warm: float, rule: str = "evidence", windows: int = 7) -> ExplainConfig:
+    optim = OptimConfig(mask_size=16, iterations=2, ig_iter=4, curve_steps=8)
+    return ExplainConfig(optim=optim, select=SelectionConfig(rule=rule),
+                         warm_start=WarmStartConfig(depth=warm, windows=windows))
 
 
-def test_the_mask_starts_dipped_on_the_evidence(starts):
-    result = explain_pair(RedBoxAdapter(RED), red_box_scene(box=RED), "q", config=_config(0.5))
-    assert result.status == "explained"
-    (start,) = starts
+def test_the_mask_starts_dipped_on_the_evidence():
+    prepared, start = _start(RedBoxAdapter(RED), RED, _config(0.5))
+    assert prepared.explained
     assert start.shape == (1, 1, 16, 16) and 0.5 - 1e-6 <= float(start.min()) and float(start.max()) == 1.0
     dip = _dip(start[0])
     left, top, right, bottom = RED
@@ -71,28 +52,22 @@ SMALL, LARGE = (34, 18, 46, 30), (30, 4, 58, 32)  # one fine region holds SMALL 
     ("rule", "box", "extra"),
     [("evidence", SMALL, 0), ("llr", SMALL, 0), ("evidence", LARGE, 0), ("llr", LARGE, 3 * 3)],
 )
-def test_warm_start_costs_its_sweeps_and_nothing_else(starts, rule, box, extra):
+def test_warm_start_costs_its_sweeps_and_nothing_else(rule, box, extra):
     """The fine sweep always; the coarse one only where no fine region costs a nat, and then
     for free under the evidence rule, which ran it already to select the tokens."""
-    counts = {}
-    for warm in (0.0, 0.5):
-        adapter = _Counting(RedBoxAdapter(box))
-        config = _config(warm, rule=rule)
-        config.optim.warm_windows = 4
-        explain_pair(adapter, red_box_scene(box=box), "q", config=config)
-        counts[warm] = adapter.scored
-    assert starts[0] is None and starts[1] is not None  # off: the mask starts at 1
-    assert counts[0.5] - counts[0.0] == 4 * 4 + extra  # one pass per region of the warm start's sweeps
+    prepared, start = _start(RedBoxAdapter(box), box, _config(0.0, rule=rule, windows=4))
+    assert start is None  # off: the mask starts at 1, and no pass is run
+    before = prepared.scorer.passes
+    assert initial_mask(prepared, WarmStartConfig(windows=4)) is not None
+    assert prepared.scorer.passes - before == 4 * 4 + extra  # one pass per region of the warm start's sweeps
 
 
 @pytest.mark.parametrize("rule", ["evidence", "llr"])
-def test_an_object_larger_than_the_fine_regions_is_placed_by_the_coarse_sweep(starts, rule):
+def test_an_object_larger_than_the_fine_regions_is_placed_by_the_coarse_sweep(rule):
     """No region of the fine sweep (a quarter of the side) holds the 28-px square whole, so none
     removes its evidence; the start then comes from the half-side regions, still on the square."""
-    config = _config(0.5, rule=rule)
-    config.optim.warm_windows = 4
-    explain_pair(RedBoxAdapter(LARGE), red_box_scene(box=LARGE), "q", config=config)
-    dip = _dip(starts[0][0])
+    _, start = _start(RedBoxAdapter(LARGE), LARGE, _config(0.5, rule=rule, windows=4))
+    dip = _dip(start[0])
     left, top, right, bottom = LARGE
     rows, cols = np.indices(dip.shape)
     row, col = (rows * dip).sum() / dip.sum(), (cols * dip).sum() / dip.sum()  # the dip's centre: on the square
@@ -103,26 +78,33 @@ def test_an_object_larger_than_the_fine_regions_is_placed_by_the_coarse_sweep(st
     assert dip[40:58, 6:24].max() < 0.02  # the green square
 
 
-def test_the_coarse_sweep_marks_the_whole_object_not_its_regions_corner(starts):
+def test_without_the_fallback_the_coarse_sweep_never_runs():
+    """The coarse sweep is an explicit option: off, only the fine sweep (which finds little) places the start."""
+    config = _config(0.5, rule="llr", windows=4)
+    _, with_fallback = _start(RedBoxAdapter(LARGE), LARGE, config)
+    config.warm_start.fallback = False
+    prepared, start = _start(RedBoxAdapter(LARGE), LARGE, config)
+    assert not prepared.scorer.has_swept(3, 0.5)
+    assert float((1 - start).max()) < float((1 - with_fallback).max())
+
+
+def test_the_coarse_sweep_marks_the_whole_object_not_its_regions_corner():
     """Only the bottom-right half-side region holds this 24-px square whole. The image's corner lies
     in that region alone, the square also in regions that change nothing: a mean over the regions
     would dip the corner four times deeper than the square's top-left; the start must not."""
     box = (34, 34, 58, 58)
-    config = _config(0.5)
-    config.optim.warm_windows = 4
-    explain_pair(RedBoxAdapter(box), red_box_scene(box=box), "q", config=config)
-    dip = _dip(starts[0][0])
+    _, start = _start(RedBoxAdapter(box), box, _config(0.5, windows=4))
+    dip = _dip(start[0])
     left, top, right, bottom = box
     assert dip.max() > 0.4
     assert dip[top + 2 : bottom - 2, left + 2 : right - 2].min() > 0.8 * dip.max()
     assert dip[40:58, 6:24].max() < 0.02  # the green square
 
 
-def test_each_word_starts_on_its_own_object(starts):
+def test_each_word_starts_on_its_own_object():
     config = _config(1.0, rule="all")
     config.maps = "per_word"
-    explain_pair(ColourWordsAdapter(RED, GREEN), red_box_scene(box=RED), "q", config=config)
-    (start,) = starts
+    _, start = _start(ColourWordsAdapter(RED, GREEN), RED, config)
     assert start.shape[0] == 3  # the joint mask, then "red" and "green"
     red, green = _dip(start[1]), _dip(start[2])
     for dip, (left, top, right, bottom), other in ((red, RED, GREEN), (green, GREEN, RED)):
@@ -130,20 +112,21 @@ def test_each_word_starts_on_its_own_object(starts):
 
 
 def test_a_sweep_that_changes_nothing_marks_nothing():
-    from lvlm_heat.selection import sweep_masks, sweep_prior
-
     keep = sweep_masks((8, 8), 3)
-    assert float(sweep_prior([(keep, torch.full((9,), 0.02))]).abs().max()) == 0.0  # all regions alike
-    assert float(sweep_prior([(keep, torch.tensor([0.1] + [0.0] * 8))]).max()) == pytest.approx(0.1)  # a tenth of a nat
+    shape, trust = region_map(keep, torch.full((9,), 0.02), 1.0)
+    assert float(shape.abs().max()) == 0.0 and trust == 0.0  # all regions alike
+    shape, trust = region_map(keep, torch.tensor([0.1] + [0.0] * 8), 1.0)
+    assert float(shape.max()) == 1.0 and trust == pytest.approx(0.1)  # a tenth of a nat: a tenth of the trust
 
 
-def test_warm_start_is_a_depth():
-    with pytest.raises(ValueError, match="warm_start"):
-        OptimConfig(warm_start=1.5)
+@pytest.mark.parametrize("field", ["depth", "side", "fallback_side"])
+def test_warm_start_fractions_are_checked(field):
+    with pytest.raises(ValueError, match=f"warm_start.{field}"):
+        WarmStartConfig(**{field: 1.5})
 
 
 def test_on_the_demo_pairs_the_start_moves_llava_peaks_and_mass_onto_the_queried_object():
-    """README: from the paper's start (``--optim.warm_start 0``) two of the four demo maps peak elsewhere;
+    """README: from the paper's start (``--warm_start.depth 0``) two of the four demo maps peak elsewhere;
     the default start puts all four peaks on the queried object and more of the saliency in the boxes."""
     import json
 
@@ -151,18 +134,16 @@ def test_on_the_demo_pairs_the_start_moves_llava_peaks_and_mass_onto_the_queried
 
     from lvlm_heat import Explainer
     from lvlm_heat.demo import DEMO_PAIRS
-    from lvlm_heat.metrics.functional import box_mass
+    from lvlm_heat.metrics.functional import box_mass, pointing_hit
 
     pairs = [json.loads(line) for line in DEMO_PAIRS.read_text().splitlines()]
     hits, mass = {}, {}
     for warm in (0.0, 0.5):
-        explainer = Explainer("demo", device="cpu", config=ExplainConfig(optim=OptimConfig(warm_start=warm)))
+        explainer = Explainer("demo", device="cpu", config=ExplainConfig(warm_start=WarmStartConfig(depth=warm)))
         hits[warm], mass[warm] = [], []
         for pair in pairs:
             result = explainer.explain(Image.open(DEMO_PAIRS.parent / pair["image"]), pair["question"])
-            row, col = np.unravel_index(result.saliency.argmax(), result.saliency.shape)
-            left, top, right, bottom = pair["bbox"]
-            hits[warm].append(left <= col < right and top <= row < bottom)
+            hits[warm].append(pointing_hit(torch.from_numpy(result.saliency), pair["bbox"]))
             mass[warm].append(box_mass(torch.from_numpy(result.saliency), pair["bbox"]))
     print(f"\ndemo LLaVA, peaks in the box / mean box mass: default {sum(hits[0.0])} of 4 / {np.mean(mass[0.0]):.2f}, "
           f"warm start {sum(hits[0.5])} of 4 / {np.mean(mass[0.5]):.2f}")

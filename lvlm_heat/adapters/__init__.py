@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import importlib
 import logging
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -22,7 +23,7 @@ from lvlm_heat.adapters.llava import LlavaAdapter
 from lvlm_heat.adapters.loading import is_vision_language
 from lvlm_heat.adapters.measured import MeasuredAdapter, PaliGemmaAdapter
 from lvlm_heat.adapters.qwen_vl import QwenVLAdapter
-from lvlm_heat.config import Precision
+from lvlm_heat.config import ModelConfig, Precision
 from lvlm_heat.errors import LvlmHeatError
 
 ADAPTERS: dict[str, type[Adapter]] = {}
@@ -119,31 +120,29 @@ def _adapter_class(adapter: str | None, model: str) -> type[Adapter]:
     )
 
 
-def check_model(model: str, adapter: str | None = None) -> None:
+def check_model(model: ModelConfig) -> None:
     """Fail early, with one line, for a model that cannot be found or has no adapter."""
-    _adapter_class(adapter, model)
+    _adapter_class(model.adapter, model.checkpoint)
 
 
-def load_adapter(
-    model: str,
-    precision: Precision = "auto",
-    device: str = "auto",
-    adapter: str | None = None,
-    gradient_checkpointing: bool = False,
-) -> Adapter:
+def load_adapter(model: ModelConfig | str = "demo", **settings) -> Adapter:
     """Load a checkpoint (hub id or local folder) with the adapter for its family.
 
     Args:
-        model: Hub id or folder saved with ``save_pretrained`` (or whatever ``adapter`` loads).
-        precision: Weights' dtype; ``auto`` picks bf16/fp16 on a GPU and fp32 on the CPU.
-        device: ``auto``, ``cpu``, ``cuda`` or ``cuda:N``.
-        adapter: Import path of an adapter class, overriding auto-detection by ``model_type``.
-        gradient_checkpointing: Recompute activations in the backward pass (large models).
+        model: What to load: a :class:`~lvlm_heat.config.ModelConfig`, or the ``model`` of one (hub id, folder
+            saved with ``save_pretrained``, or a demo model's name).
+        settings: Other fields of :class:`~lvlm_heat.config.ModelConfig` (``precision``, ``device``, ``adapter``,
+            ``gradient_checkpointing``), overriding ``model``'s.
+
+    Example:
+        ``load_adapter("llava-hf/llava-1.5-7b-hf", precision="bf16", device="cuda")``
     """
-    cls = _adapter_class(adapter, model)
-    target = resolve_device(device)
+    config = replace(model, **settings) if isinstance(model, ModelConfig) else ModelConfig(str(model), **settings)
+    checkpoint = config.checkpoint
+    cls = _adapter_class(config.adapter, checkpoint)
+    target = resolve_device(config.device)
     try:
-        loaded = cls.load(model, dtype=resolve_dtype(precision, target), device=target)
+        loaded = cls.load(checkpoint, dtype=resolve_dtype(config.precision, target), device=target)
     except LvlmHeatError:
         raise
     except Exception as err:  # corrupt or truncated weights, a config that does not match them, a broken adapter
@@ -151,13 +150,13 @@ def load_adapter(
         if "mismatched_sizes" in first:
             first = "the weights' shapes do not match the model's config.json"
         raise LvlmHeatError(
-            f"cannot load {model!r}: {type(err).__name__}: {first} (LVLM_HEAT_DEBUG=1 shows the full traceback)"
+            f"cannot load {checkpoint!r}: {type(err).__name__}: {first} (LVLM_HEAT_DEBUG=1 shows the full traceback)"
         ) from err
     if isinstance(loaded, HFAdapter) and not loaded.handles_processor():
-        log.info("%s: %s does not know %s: measuring its geometry instead", model, cls.__name__,
+        log.info("%s: %s does not know %s: measuring its geometry instead", checkpoint, cls.__name__,
                  type(loaded.processor.image_processor).__name__)
-        loaded = MeasuredAdapter(loaded.model, loaded.processor, name=model)
-    if gradient_checkpointing:
+        loaded = MeasuredAdapter(loaded.model, loaded.processor, name=checkpoint)
+    if config.gradient_checkpointing:
         loaded.enable_gradient_checkpointing()
     return loaded
 

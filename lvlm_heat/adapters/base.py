@@ -102,6 +102,25 @@ def blend(prepared: PreparedPair, weights: dict[str, Tensor], insertion: bool) -
     return out
 
 
+def answer_log_probs_of(logits: Tensor, targets: Tensor) -> Tensor:
+    """``(N, T)`` natural-log probabilities of the answer tokens ``targets`` ``(N, T)`` under ``logits``
+    ``(N, T, V)`` (taken in float32): what every adapter's :meth:`Adapter.answer_log_probs` returns.
+
+    Raises:
+        LvlmHeatError: A logit is NaN or infinite (weights holding NaN or inf, or an fp16 overflow): the
+            answer's likelihood, and any map of it, would be meaningless.
+
+    Example:
+        >>> answer_log_probs_of(torch.zeros(1, 2, 4), torch.tensor([[0, 3]])).exp()
+        tensor([[0.2500, 0.2500]])
+    """
+    if not torch.isfinite(logits).all():
+        hint = ": fp16 overflows easily, try --precision bf16 or fp32" if logits.dtype == torch.float16 else \
+            ": check the checkpoint's weights for NaN or inf"
+        raise LvlmHeatError(f"the model's logits are not finite (NaN or inf){hint}")
+    return logits.float().log_softmax(-1).gather(-1, targets[..., None]).squeeze(-1)
+
+
 class Adapter(ABC):
     """What the explainer needs from a model. Subclass it to plug in any model.
 
@@ -350,9 +369,8 @@ class HFAdapter(Adapter):
         count = next(iter(pixels.values())).shape[0]
         steps = prepared.answer_ids.numel()
         inputs = self.batch_inputs(prepared, pixels, count)
-        logits = self.model(**inputs, logits_to_keep=steps, use_cache=False).logits[:, -steps:].float()
-        targets = prepared.answer_ids.expand(count, steps)
-        return logits.log_softmax(-1).gather(-1, targets[..., None]).squeeze(-1)
+        logits = self.model(**inputs, logits_to_keep=steps, use_cache=False).logits[:, -steps:]
+        return answer_log_probs_of(logits, prepared.answer_ids.expand(count, steps))
 
     @torch.no_grad()
     def text_only_log_probs(self, question: str, answer_ids: Tensor) -> Tensor | None:
@@ -364,11 +382,11 @@ class HFAdapter(Adapter):
             input_ids = self._to_device(torch.cat([prompt, answer[None, :-1]], dim=1))
             steps = answer.numel()
             logits = self.model(input_ids=input_ids, attention_mask=torch.ones_like(input_ids), logits_to_keep=steps,
-                                use_cache=False).logits[:, -steps:].float()
+                                use_cache=False).logits[:, -steps:]
         except Exception as error:  # noqa: BLE001 - any refusal means: this model needs an image
             log.info("no text-only score for %s: %s", self.name or type(self).__name__, error)
             return None
-        return logits.log_softmax(-1)[0].gather(-1, self._to_device(answer)[:, None]).squeeze(-1).cpu()
+        return answer_log_probs_of(logits, self._to_device(answer)[None])[0].cpu()
 
     def context_length(self) -> int | None:
         """The most tokens the language model takes (``max_position_embeddings``), if its config says."""

@@ -1,12 +1,15 @@
-"""One image-question pair, and the question exactly as the model is asked it."""
+"""One image-question pair: as a dataset lists it (:class:`Pair`), and opened, ready to explain (:class:`Query`)."""
 
 from __future__ import annotations
 
 import string
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from lvlm_heat.data.ids import safe_name
+from lvlm_heat.data.images import open_image
+from lvlm_heat.errors import LvlmHeatError
 
 Box = tuple[float, float, float, float]
 """``(left, top, right, bottom)`` in pixels of the image as displayed (EXIF orientation applied)."""
@@ -63,3 +66,49 @@ def prompt_with_options(question: str, options: tuple[str, ...]) -> str:
 def question_for(pair: Pair, multiple_choice: bool) -> str:
     """The question as sent to the model."""
     return prompt_with_options(pair.question, pair.options) if multiple_choice and pair.options else pair.question
+
+
+@dataclass
+class Query:
+    """One pair, opened: what the method explains.
+
+    Attributes:
+        image: The image, any size (``PIL.Image``; made RGB when explained).
+        question: The question exactly as the model is asked it (:func:`question_for`).
+        answer: The answer to explain, or ``None`` for the model's own (greedy) answer.
+        pair_id: The pair's name, as the user or the dataset gave it.
+        folder: Its output folder name (default: the file-name-safe form of ``pair_id``).
+        bbox: The evidence box, for the plausibility scores.
+        reference: A reference answer, compared with the explained answer.
+        options: The question's answer options, for comparing an option letter with ``reference``.
+        image_path: The image file, recorded in the result (``None`` for an in-memory or embedded image).
+        image_notes: What opening the image file changed (recorded).
+    """
+
+    image: Any
+    question: str
+    answer: str | None = None
+    pair_id: str = "pair"
+    folder: str = ""
+    bbox: Box | None = None
+    reference: str | None = None
+    options: tuple[str, ...] = ()
+    image_path: str | None = None
+    image_notes: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.folder = self.folder or safe_name(self.pair_id)
+
+
+def open_pair(pair: Pair, multiple_choice: bool = False) -> Query:
+    """Open ``pair``'s image (:func:`~lvlm_heat.data.images.open_image`) and ask its question as the model is
+    asked it.
+
+    Raises:
+        LvlmHeatError: The pair's record was unusable (``pair.error``), or its image cannot be read.
+    """
+    if pair.error:
+        raise LvlmHeatError(pair.error)
+    image, notes = open_image(pair.image)
+    return Query(image, question_for(pair, multiple_choice), pair.answer, pair.id, pair.folder, pair.bbox,
+                 pair.reference, pair.options, None if isinstance(pair.image, bytes) else str(pair.image), notes)

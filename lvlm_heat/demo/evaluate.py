@@ -1,4 +1,4 @@
-"""Where the explainer puts the peak on grounded demo pairs: ``python -m lvlm_heat.demo.evaluate``.
+"""Where the explainer puts the peak on grounded demo pairs: ``lvlm-heat demo``.
 
 The demo task knows where the evidence is: a question names one object and only the answer word
 about it ("red" in "the circle is red") depends on the image. A pair counts as *grounded* when
@@ -29,7 +29,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from lvlm_heat.config import ExplainConfig
+from lvlm_heat.config import ExplainConfig, ModelConfig
 from lvlm_heat.demo.synthetic import (
     HELDOUT_SEED,
     SCENE_SIZE,
@@ -167,7 +167,7 @@ def evaluate(
 
 
 def run_evaluation(
-    model: str = "demo",
+    model: ModelConfig = ModelConfig(device="cpu"),
     splits: list[Split] | None = None,
     pairs: int = 40,
     explain_model_answer: bool = False,
@@ -177,21 +177,22 @@ def run_evaluation(
     """Localisation of the explainer on grounded demo sets.
 
     Args:
-        model: A demo model (``demo``, ``demo-qwen2-vl``) or a checkpoint trained on the demo task.
+        model: A demo model (``--model demo``, ``demo-qwen2-vl``) or a checkpoint trained on the demo task (the
+            model flags of ``lvlm-heat explain``; the CPU by default).
         splits: Sets to evaluate (default: all).
         pairs: Pairs drawn per set (only the grounded ones are explained).
         explain_model_answer: Explain the model's own answer instead of the scene's.
-        explain: The explanation settings (the flags of ``train.py``: ``--optim.iterations``, ...).
+        explain: The explanation settings (the flags of ``lvlm-heat explain``: ``--optim.iterations``, ...).
         first_index: Scene number of pair 0 in the held-out stream: tune on one range (e.g. 30 000), confirm
             on others (20 000, the default, and 40 000); the slow test's pairs start at 10 000.
     """
     from lvlm_heat.api import Explainer
 
-    explainer = Explainer(model, device="cpu", config=explain or ExplainConfig())
+    explainer = Explainer(model, config=explain or ExplainConfig())
     results = []
     for split in splits or ["heldout", "large", "wide", "tall", "crowded"]:
         row = evaluate(explainer, split, pairs, explain_model_answer, first_index)
-        print(f"{model} {split}: {row['grounded']}/{row['pairs']} grounded, {row['with_map']} with a map; peak on "
+        print(f"{model.model} {split}: {row['grounded']}/{row['pairs']} grounded, {row['with_map']} with a map; peak on "
               f"the object {row['pointing_game']:.0%}, on another object {row['peak_on_other']:.0%}; word selected "
               f"{row['word_selected_share']:.0%}, filler selected {row['filler_selected']}; median AUC deletion "
               f"{row['median_deletion_auc']}, insertion {row['median_insertion_auc']}; median box mass "
@@ -202,15 +203,3 @@ def run_evaluation(
         results.append(row)
     print(json.dumps(results))
     return results
-
-
-def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
-    from lvlm_heat.cli import parse
-    from lvlm_heat.reporting.console import quiet_libraries
-
-    quiet_libraries()
-    return run_evaluation(**parse(argv, run_evaluation))
-
-
-if __name__ == "__main__":
-    main()

@@ -15,7 +15,7 @@ import importlib
 from typing import Any
 
 from lvlm_heat.metrics.curves import Curve, perturbation_curve, removal_masks
-from lvlm_heat.metrics.functional import box_mass, pointing_hit, trapezoid_auc
+from lvlm_heat.metrics.functional import box_mass, peak, pointing_hit, trapezoid_auc
 
 _METRICS = {
     "DeletionAUC": "lvlm_heat.metrics.auc",
@@ -31,6 +31,7 @@ __all__ = [
     "InsertionAUC",
     "PointingGame",
     "box_mass",
+    "peak",
     "perturbation_curve",
     "pointing_hit",
     "removal_masks",

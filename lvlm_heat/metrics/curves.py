@@ -52,6 +52,26 @@ class Curve:
         """
         return bool((self.normalized < -margin).any() or (self.normalized > 1 + margin).any())
 
+    def to_dict(self) -> dict[str, list[float]]:
+        """The curve as JSON lists (what ``result.json`` holds)."""
+        return {"fractions": self.fractions.tolist(), "probs": self.probs.tolist(),
+                "normalized": self.normalized.tolist()}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, list[float | None]]) -> Curve:
+        """The inverse of :meth:`to_dict` (float32, as drawn; a ``null`` point, e.g. of an undefined
+        normalisation written as strict JSON, is NaN).
+
+        Example:
+            >>> curve = Curve(torch.tensor([0.0, 1.0]), torch.tensor([0.9, 0.1]), torch.tensor([1.0, 0.0]))
+            >>> Curve.from_dict(curve.to_dict()).to_dict() == curve.to_dict()
+            True
+        """
+        def tensor(values: list[float | None]) -> Tensor:
+            return torch.tensor([float("nan") if v is None else v for v in values], dtype=torch.float32)
+
+        return cls(tensor(data["fractions"]), tensor(data["probs"]), tensor(data["normalized"]))
+
 
 def removal_masks(mask: Tensor, steps: int = 50) -> tuple[Tensor, Tensor]:
     """The keep-masks of a perturbation curve.

@@ -7,6 +7,8 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+from lvlm_heat.record import EXPLAINED, FAILED, ExplanationRecord
+
 
 def quiet_libraries() -> None:
     """Silence per-trainer banners and loading chatter; a run makes one trainer per pair."""
@@ -22,29 +24,27 @@ def quiet_libraries() -> None:
     warnings.filterwarnings("ignore", message=".*sync_dist=True.*")  # a pair's own metrics: nothing to sync
 
 
-def describe(record: dict[str, Any], folder: Path | None) -> str:
-    """The lines printed for one pair, from its ``result.json`` record."""
-    lines = [f"[{record['id']}] Q: {record.get('question', '')}"]
-    if record["status"] == "failed":
-        return "\n".join([*lines, f"  failed: {record.get('reason')}"])
-    tokens = " ".join(
-        f"[{t['text'].strip()} {t['llr']:+.2f}]" if t["selected"] else f"{t['text'].strip()} {t['llr']:+.2f}"
-        for t in record["tokens"]
-        if not t["special"]
-    )
-    lines += [f"  answer: {record['answer']}", f"  tokens (LLR, [selected]): {tokens}"]
-    if record["status"] == "explained":
-        flag = "  (unstable: p(I) - p(B) below min_gap)" if record["unstable_normalization"] else ""
-        if record.get("curve_out_of_range"):
+def describe(record: ExplanationRecord, folder: Path | None) -> str:
+    """The lines printed for one pair."""
+    lines = [f"[{record.pair_id}] Q: {record.question}"]
+    if record.status == FAILED:
+        return "\n".join([*lines, f"  failed: {record.reason}"])
+    tokens = " ".join(f"[{t.text.strip()} {t.llr:+.2f}]" if t.selected else f"{t.text.strip()} {t.llr:+.2f}"
+                      for t in record.tokens if not t.special)
+    lines += [f"  answer: {record.answer}", f"  tokens (LLR, [selected]): {tokens}"]
+    lines += [f"  warning: {warning}" for warning in record.warnings]
+    if record.status == EXPLAINED:
+        flag = "  (unstable: p(I) - p(B) below min_gap)" if record.unstable else ""
+        if record.out_of_range:
             flag += "  (a normalised curve leaves [0, 1]: read the AUCs with care)"
         lines.append(
-            f"  deletion AUC {record['deletion_auc']:.3f}  insertion AUC {record['insertion_auc']:.3f}  "
-            f"p(I) {record['p_image']:.3f}  p(B) {record['p_baseline']:.3f}  {record['seconds']:.1f}s{flag}"
+            f"  deletion AUC {record.deletion_auc:.3f}  insertion AUC {record.insertion_auc:.3f}  "
+            f"p(I) {record.p_image:.3f}  p(B) {record.p_baseline:.3f}  {record.seconds:.1f}s{flag}"
         )
     else:
         lines.append("  not visually grounded: no answer token depends on the image or on a region of it; no heatmap")
     if folder is not None:
-        lines.append(f"  -> {folder / record.get('folder', record['id'])}")
+        lines.append(f"  -> {folder / (record.folder or record.pair_id)}")
     return "\n".join(lines)
 
 

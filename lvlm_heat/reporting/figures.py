@@ -1,7 +1,8 @@
 """What a user looks at: the heatmap overlay and the curve plot.
 
 The functions return data (an RGB array, a :class:`~matplotlib.figure.Figure`) and never show
-anything. Figures are made without ``pyplot``, so the user's matplotlib backend is never
+anything. They read an :class:`~lvlm_heat.record.ExplanationRecord` (typed ``Any`` here: the record's own
+display methods call this module, which therefore does not import it). Figures are made without ``pyplot``, so the user's matplotlib backend is never
 touched and nothing stays registered in pyplot's figure manager.
 """
 
@@ -9,17 +10,16 @@ from __future__ import annotations
 
 import math
 import textwrap
-from typing import TYPE_CHECKING
+from typing import Any
 
 import matplotlib
 import numpy as np
+import torch
 from matplotlib.figure import Figure
 from PIL import Image
 
 from lvlm_heat.metrics.curves import Curve
-
-if TYPE_CHECKING:
-    from lvlm_heat.record import Explanation, WordMap
+from lvlm_heat.metrics.functional import peak
 
 
 def heatmap_overlay(image: Image.Image, saliency: np.ndarray, alpha: float = 0.5, colormap: str = "jet") -> np.ndarray:
@@ -31,13 +31,13 @@ def heatmap_overlay(image: Image.Image, saliency: np.ndarray, alpha: float = 0.5
     return ((1 - alpha) * base + alpha * colours).clip(0, 1).__mul__(255).round().astype(np.uint8)
 
 
-def _title(explanation: Explanation, width: int = 70) -> str:
+def _title(explanation: Any, width: int = 70) -> str:
     selected = ", ".join(explanation.selected_tokens) or "none"
     lines = [f"Q: {explanation.question}", f"A: {explanation.answer}", f"explained tokens: {selected}"]
     return "\n".join(textwrap.shorten(line, width) for line in lines)
 
 
-def overlay_figure(image: Image.Image, explanation: Explanation, curves: bool = False, words: bool = False) -> Figure:
+def overlay_figure(image: Image.Image, explanation: Any, curves: bool = False, words: bool = False) -> Figure:
     """The image and its heatmap side by side, titled with question, answer and tokens, the answer strip
     (:mod:`~lvlm_heat.reporting.strip`) below; with a box, the box on every map and the saliency peak marked.
 
@@ -89,7 +89,7 @@ def overlay_figure(image: Image.Image, explanation: Explanation, curves: bool = 
 WORDS_PER_ROW = 5
 
 
-def word_figure(image: Image.Image, explanation: Explanation, word: WordMap) -> Figure:
+def word_figure(image: Image.Image, explanation: Any, word: Any) -> Figure:
     """One word's map: the image and the word's heatmap, the strip with only the word's tokens marked."""
     from dataclasses import replace
 
@@ -102,7 +102,7 @@ def word_figure(image: Image.Image, explanation: Explanation, word: WordMap) -> 
     return figure
 
 
-def words_figure(image: Image.Image, explanation: Explanation) -> Figure:
+def words_figure(image: Image.Image, explanation: Any) -> Figure:
     """Every per-word map side by side after the joint map (up to five a row), the answer strip below."""
     from lvlm_heat.reporting.strip import draw_strip, line_height_in, strip_lines
 
@@ -137,7 +137,7 @@ def _mark_box(axes, saliency: np.ndarray, box, hit: bool | None, title: bool = T
     for axis in axes:
         axis.add_patch(Rectangle((left, top), right - left, bottom - top, fill=False, edgecolor="white",
                                  linestyle="--", linewidth=1.5))
-    row, column = np.unravel_index(int(np.argmax(saliency)), saliency.shape)
+    row, column = peak(torch.from_numpy(saliency))
     axes[-1].plot(column, row, marker="+", markersize=14, markeredgewidth=2.5, color="white")
     if title:
         axes[-1].set_title(f"saliency (peak {'in' if hit else 'outside'} the box)")

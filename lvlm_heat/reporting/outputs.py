@@ -1,7 +1,10 @@
-"""A pair's files, and strict JSON written atomically.
+"""A pair's files, and files written atomically.
 
 Each pair has a folder with ``saliency.npy``, ``overlay.png``, ``curves.png`` and, written last and
 atomically, ``result.json``: a folder with a complete ``result.json`` is a finished pair.
+:func:`write_pair_outputs` writes them from an :class:`~lvlm_heat.record.ExplanationRecord`, and
+:func:`read_record` reads one back. Every file another process or a later run reads (``result.json``,
+the summary, ``run.json``, the report) goes through :func:`write_atomic`: it is either absent or complete.
 """
 
 from __future__ import annotations
@@ -14,9 +17,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PIL import Image
 
-from lvlm_heat.record import EXPLAINED, NOT_GROUNDED, Explanation
+from lvlm_heat.record import EXPLAINED, NOT_GROUNDED, ExplanationRecord
+
+RESULT = "result.json"
 
 
 def strict_json(value: Any) -> Any:
@@ -30,19 +34,25 @@ def strict_json(value: Any) -> Any:
     return value
 
 
-def write_json_atomic(path: Path, data: Any) -> None:
-    """Write strict JSON so that ``path`` is either absent or complete, never half-written.
+def write_atomic(path: Path, text: str) -> None:
+    """Write ``text`` (UTF-8) so that ``path`` is either absent or complete, never half-written, and on disk.
 
-    The file gets the permissions of any file the user creates (``0666`` less the umask), not the
-    ``0600`` of a temporary file.
+    The file gets the permissions of any file the user creates (``0666`` less the umask), not the ``0600`` of a
+    temporary file.
     """
+    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile("w", dir=path.parent, suffix=".tmp", delete=False) as handle:
-        json.dump(strict_json(data), handle, indent=2, allow_nan=False)
+    with tempfile.NamedTemporaryFile("w", encoding="utf-8", dir=path.parent, suffix=".tmp", delete=False) as handle:
+        handle.write(text)
         handle.flush()
         os.fsync(handle.fileno())
     os.chmod(handle.name, 0o666 & ~_umask())
     os.replace(handle.name, path)
+
+
+def write_json_atomic(path: Path, data: Any) -> None:
+    """:func:`write_atomic` of strict JSON (NaN and infinities written as ``null``)."""
+    write_atomic(path, json.dumps(strict_json(data), indent=2, allow_nan=False))
 
 
 def _umask() -> int:
@@ -51,34 +61,52 @@ def _umask() -> int:
     return mask
 
 
-def write_pair_outputs(folder: Path, image: Image.Image, explanation: Explanation) -> dict[str, Any]:
+def write_pair_outputs(folder: Path, record: ExplanationRecord) -> None:
     """``saliency.npy``, ``overlay.png``, ``curves.png`` (when explained), with per-word maps
     ``saliency_<k>_<word>.npy``, ``overlay_<k>_<word>.png`` and ``words.png``, and, last, ``result.json``.
 
-    Returns:
-        The ``result.json`` record (``explanation.to_dict()``, computed here once).
+    The figures are drawn over ``record.image``.
     """
     from lvlm_heat.reporting.figures import curves_figure, overlay_figure, word_figure, words_figure
 
     folder.mkdir(parents=True, exist_ok=True)
-    if explanation.saliency is not None:
-        np.save(folder / "saliency.npy", explanation.saliency.astype(np.float32))
-        overlay_figure(image, explanation).savefig(folder / "overlay.png", dpi=110)
-        curves_figure(explanation.deletion, explanation.insertion).savefig(folder / "curves.png", dpi=110)
-    if explanation.words:
-        for word in explanation.words:
+    image = record.image
+    if record.saliency is not None:
+        np.save(folder / "saliency.npy", record.saliency.astype(np.float32))
+        overlay_figure(image, record).savefig(folder / "overlay.png", dpi=110)
+        curves_figure(record.deletion, record.insertion).savefig(folder / "curves.png", dpi=110)
+    if record.words:
+        for word in record.words:
             np.save(folder / f"saliency_{word.file_stem}.npy", word.saliency.astype(np.float32))
-            word_figure(image, explanation, word).savefig(folder / f"overlay_{word.file_stem}.png", dpi=110)
-        words_figure(image, explanation).savefig(folder / "words.png", dpi=110)
-    record = explanation.to_dict()
-    write_json_atomic(folder / "result.json", record)
+            word_figure(image, record, word).savefig(folder / f"overlay_{word.file_stem}.png", dpi=110)
+        words_figure(image, record).savefig(folder / "words.png", dpi=110)
+    write_json_atomic(folder / RESULT, record.to_dict())
+
+
+def read_record(folder: Path, maps: bool = True) -> ExplanationRecord | None:
+    """The record in ``folder/result.json`` (``None`` when it is missing or unreadable), with its maps from the
+    ``.npy`` files beside it when ``maps`` (a missing map file leaves that map ``None``)."""
+    try:
+        data = json.loads((Path(folder) / RESULT).read_text())
+        record = ExplanationRecord.from_dict(data)
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return None
+    record.folder = record.folder or Path(folder).name
+    if maps:
+        record.saliency = _load(Path(folder) / "saliency.npy") if record.status == EXPLAINED else None
+        for word in record.words or []:
+            word.saliency = _load(Path(folder) / f"saliency_{word.file_stem}.npy")
     return record
 
 
-def read_finished(folder: Path) -> dict[str, Any] | None:
-    """The pair's ``result.json`` if it holds a finished explanation (not a failure)."""
+def _load(path: Path) -> np.ndarray | None:
     try:
-        record = json.loads((folder / "result.json").read_text())
+        return np.load(path)
     except (OSError, ValueError):
         return None
-    return record if record.get("status") in (EXPLAINED, NOT_GROUNDED) else None
+
+
+def read_finished(folder: Path, maps: bool = True) -> ExplanationRecord | None:
+    """The pair's record if it holds a finished explanation (not a failure): what a resumed run keeps."""
+    record = read_record(folder, maps)
+    return record if record is not None and record.status in (EXPLAINED, NOT_GROUNDED) else None

@@ -39,7 +39,7 @@ class DatasetProgress(Callback):
     def on_predict_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
         self.bar.update(1)
         hours = (time.perf_counter() - self.start) / 3600
-        self.bar.set_postfix(pairs_per_hour=f"{self.bar.n / hours:.0f}" if hours > 0 else "-", last=outputs["status"])
+        self.bar.set_postfix(pairs_per_hour=f"{self.bar.n / hours:.0f}" if hours > 0 else "-", last=outputs.status)
 
     def on_predict_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         self.bar.close()

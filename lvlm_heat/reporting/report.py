@@ -26,7 +26,7 @@ from typing import Any
 from urllib.parse import quote
 
 from lvlm_heat.errors import LvlmHeatError
-from lvlm_heat.record import EXPLAINED, FAILED, NOT_GROUNDED
+from lvlm_heat.record import EXPLAINED, FAILED, NOT_GROUNDED, ExplanationRecord
 from lvlm_heat.reporting.outputs import strict_json
 from lvlm_heat.reporting.report_page import histogram_svg, page, share_bar_svg
 from lvlm_heat.reporting.strip import dark_background, hex_colour, llr_colour, strip_tokens
@@ -98,7 +98,7 @@ def _image(run_dir: Path, folder: str, name: str | None) -> str | None:
 def pair_data(run_dir: Path, record: dict[str, Any], index: int) -> dict[str, Any]:
     """What the page's script needs of one pair (compact: no curves, no history)."""
     folder = str(record.get("folder") or record.get("id"))
-    row = summary_row(record)
+    row = summary_row(ExplanationRecord.from_dict(record))
     reliance = record.get("reliance") or None
     words = []
     for word in record.get("words") or []:
@@ -139,7 +139,7 @@ def pair_data(run_dir: Path, record: dict[str, Any], index: int) -> dict[str, An
 
 def overview(records: list[dict[str, Any]]) -> dict[str, Any]:
     """Counts, means and distributions of the run (the summary's definitions, from the records)."""
-    rows = [summary_row(r) for r in records]
+    rows = [summary_row(ExplanationRecord.from_dict(r)) for r in records]
     explained = [r for r in rows if r["status"] == EXPLAINED]
     stable = [r for r in explained if not r["unstable_normalization"]]
     hits = [r["pointing_hit"] for r in explained if r["pointing_hit"] is not None]

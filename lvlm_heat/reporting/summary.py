@@ -14,45 +14,34 @@ mass by whether the model answered correctly (the paper's focus-versus-correctne
 from __future__ import annotations
 
 import csv
+import io
 import math
 from pathlib import Path
 from typing import Any
 
-from lvlm_heat.record import EXPLAINED, FAILED, NOT_GROUNDED
-from lvlm_heat.reporting.outputs import write_json_atomic
+from lvlm_heat.record import EXPLAINED, FAILED, NOT_GROUNDED, ExplanationRecord
+from lvlm_heat.reporting.outputs import write_atomic, write_json_atomic
 
 SUMMARY_FIELDS = ("id", "folder", "status", "answer", "reference", "answer_match", "correct", "selected_tokens",
                   "deletion_auc", "insertion_auc", "unstable_normalization", "curve_out_of_range", "pointing_hit",
                   "box_mass", "no_image_ratio", "answered_without_image", "seconds", "reason")
 
 
-def is_correct(record: dict[str, Any]) -> bool | None:
-    """Whether the model's answer matches the reference: ``None`` without a reference or an answer.
-
-    ``record["correct"]`` when the record has it, else ``answer_match is not None`` (records written
-    before ``correct`` existed).
-
-    >>> is_correct({"status": "explained", "reference": "red", "answer_match": "normalised"})
-    True
-    >>> is_correct({"status": "explained", "reference": "red", "answer_match": None})
-    False
-    >>> is_correct({"status": "explained", "reference": None, "answer_match": None}) is None
-    True
-    """
-    if "correct" in record:
-        return record["correct"]
-    if record.get("reference") is None or record.get("status") not in (EXPLAINED, NOT_GROUNDED):
-        return None
-    return record.get("answer_match") is not None
+def summary_row(record: ExplanationRecord) -> dict[str, Any]:
+    """The summary's row of one pair (:data:`SUMMARY_FIELDS`)."""
+    return {
+        "id": record.pair_id, "folder": record.folder, "status": record.status, "answer": record.answer,
+        "reference": record.reference, "answer_match": record.answer_match, "correct": record.correct,
+        "selected_tokens": record.selected_tokens, "deletion_auc": _finite(record.deletion_auc),
+        "insertion_auc": _finite(record.insertion_auc), "unstable_normalization": record.unstable,
+        "curve_out_of_range": record.out_of_range, "pointing_hit": record.pointing_hit, "box_mass": record.box_mass,
+        "no_image_ratio": record.no_image_ratio, "answered_without_image": record.answered_without_image,
+        "seconds": record.seconds, "reason": record.reason,
+    }
 
 
-def summary_row(record: dict[str, Any]) -> dict[str, Any]:
-    """The summary's row of one pair's ``result.json`` record."""
-    reliance = record.get("reliance") or {}
-    row = {key: record.get(key) for key in SUMMARY_FIELDS}
-    row.update(correct=is_correct(record), no_image_ratio=reliance.get("no_image_ratio"),
-               answered_without_image=reliance.get("answered_without_image"))
-    return row
+def _finite(value: float) -> float | None:
+    return None if math.isnan(value) else value
 
 
 def _share(flags: list[bool | None]) -> dict[str, float | int | None]:
@@ -106,15 +95,17 @@ def distribution(values: list[float | None]) -> dict[str, float | int | None]:
             "q25": quantile(0.25), "q75": quantile(0.75), "min": kept[0], "max": kept[-1]}
 
 
-def write_summary(run_dir: Path, rows: list[dict[str, Any]], means: dict[str, float], model: str) -> dict[str, Any]:
+def write_summary(run_dir: Path, records: list[ExplanationRecord], means: dict[str, float],
+                  model: str) -> dict[str, Any]:
     """Write ``summary.json`` and ``summary.csv`` into ``run_dir`` and return the summary.
 
     Args:
         run_dir: The run folder.
-        rows: :func:`summary_row` of every pair, in dataset order.
+        records: Every pair's record, in dataset order.
         means: Dataset means by name (NaN where no pair contributed).
         model: The model's name.
     """
+    rows = [summary_row(r) for r in records]
     counts = {status: sum(r["status"] == status for r in rows) for status in (EXPLAINED, NOT_GROUNDED, FAILED)}
     summary = {
         "model": model,
@@ -136,9 +127,10 @@ def write_summary(run_dir: Path, rows: list[dict[str, Any]], means: dict[str, fl
         "rows": rows,
     }
     write_json_atomic(run_dir / "summary.json", summary)
-    with open(run_dir / "summary.csv", "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=SUMMARY_FIELDS)
-        writer.writeheader()
-        for row in rows:
-            writer.writerow({**row, "selected_tokens": " ".join(row["selected_tokens"] or [])})
+    lines = io.StringIO()
+    writer = csv.DictWriter(lines, fieldnames=SUMMARY_FIELDS)
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({**row, "selected_tokens": " ".join(row["selected_tokens"] or [])})
+    write_atomic(run_dir / "summary.csv", lines.getvalue())
     return summary

@@ -1,39 +1,104 @@
-"""TensorBoard images of an explanation, logged through the trainer's logger.
+"""TensorBoard events of a pair's optimisation, and the images logged with them.
 
-While the mask is optimised: the saliency ``1 - M`` after every iteration. After the
-curves are drawn: the final heatmap over the original image, the deletion /
-insertion curves with their AUC and, once per pair, the answer strip (each token
-coloured by its LLR, explained ones boxed) as an image and as text. (The loss terms
-are logged by the module itself, with ``self.log``.) Figures are rendered with Agg,
-never through ``pyplot``.
+:class:`PairLogger` writes one pair's events into its own folder. Each pair is one process's own work,
+whatever that process's rank in a multi-GPU run, so unlike Lightning's ``TensorBoardLogger`` (which writes on
+global rank 0 only) it writes on every rank; a pair explained again starts its events afresh.
+
+:class:`SaliencyImageLogger` adds the images: while the mask is optimised, the saliency ``1 - M`` after every
+iteration; after the curves are drawn, the final heatmap over the original image, the deletion / insertion
+curves with their AUC and, once per pair, the answer strip (each token coloured by its LLR, explained ones
+boxed) as an image and as text. (The loss terms are logged by the module itself, with ``self.log``.) Figures
+are rendered with Agg, never through ``pyplot``.
 """
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Any
+
 import numpy as np
 from lightning.pytorch import Callback, LightningModule, Trainer
-from lightning.pytorch.loggers import TensorBoardLogger
+from lightning.pytorch.loggers import Logger, TensorBoardLogger
 from PIL import Image
 
 from lvlm_heat.geometry import upsample_to_image
 from lvlm_heat.reporting.figures import curves_figure, figure_to_array, heatmap_overlay
 
+EVENTS = "events.out.tfevents.*"
+
+
+class PairLogger(Logger):
+    """TensorBoard events of one pair in ``folder`` (scalars by ``self.log``; images through :attr:`experiment`).
+
+    Args:
+        folder: The pair's folder; its earlier event files (a killed or repeated run) are removed.
+    """
+
+    def __init__(self, folder: Path) -> None:
+        super().__init__()
+        self.folder = Path(folder)
+        self._writer = None
+        if self.folder.is_dir():
+            for stale in self.folder.glob(EVENTS):
+                stale.unlink(missing_ok=True)
+
+    @property
+    def name(self) -> str:
+        return self.folder.name
+
+    @property
+    def version(self) -> str:
+        return ""
+
+    @property
+    def log_dir(self) -> str:
+        return str(self.folder)
+
+    @property
+    def save_dir(self) -> str:
+        return str(self.folder.parent)
+
+    @property
+    def experiment(self):
+        """The ``SummaryWriter`` (made on first use)."""
+        if self._writer is None:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self.folder.mkdir(parents=True, exist_ok=True)
+            self._writer = SummaryWriter(log_dir=str(self.folder))
+        return self._writer
+
+    def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None:
+        for name, value in metrics.items():
+            self.experiment.add_scalar(name, float(value), step)
+
+    def log_hyperparams(self, params: Any, *args: Any, **kwargs: Any) -> None:
+        """The settings are in the pair's ``result.json``: nothing to log here."""
+
+    def save(self) -> None:
+        if self._writer is not None:
+            self._writer.flush()
+
+    def finalize(self, status: str) -> None:
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
+
 
 def tensorboard_writer(trainer: Trainer):
     """The trainer's ``SummaryWriter``, or ``None`` when it logs elsewhere or nowhere."""
     logger = trainer.logger
-    return logger.experiment if isinstance(logger, TensorBoardLogger) else None
+    return logger.experiment if isinstance(logger, (PairLogger, TensorBoardLogger)) else None
 
 
 class SaliencyImageLogger(Callback):
-    """Logs the evolving mask, the final overlay and the curves of a :class:`MaskExplainer`.
+    """Logs the evolving masks, the final overlays and the curves of a :class:`~lvlm_heat.explainer.MaskExplainer`.
 
     Args:
         image: The original image, for the overlay.
-        tokens: The answer's :class:`~lvlm_heat.record.TokenScore`\\ s, for the answer strip (none logged
+        tokens: The answer's tokens (:class:`~lvlm_heat.record.TokenScore`), for the answer strip (none logged
             without them).
-        words: The names of the module's per-word masks, in order (``mask/word_<name>``,
-            ``saliency/word_<name>``).
+        words: The names of the module's per-word masks, in order (``mask/word_<name>``, ``saliency/word_<name>``).
     """
 
     def __init__(self, image: Image.Image, tokens: list | None = None, words: list[str] | None = None) -> None:
@@ -44,24 +109,23 @@ class SaliencyImageLogger(Callback):
     def on_train_batch_end(self, trainer: Trainer, pl_module: LightningModule, outputs, batch, batch_idx: int) -> None:
         writer = tensorboard_writer(trainer)
         if writer is not None:
-            writer.add_image("mask/saliency", (1 - pl_module.final_mask().detach()[0]).cpu(), trainer.global_step)
-            for name, mask in zip(self.words, pl_module.word_masks().detach()):
-                writer.add_image(f"mask/word_{name}", (1 - mask).cpu(), trainer.global_step)
+            masks = pl_module.final_masks().detach().cpu()
+            writer.add_image("mask/saliency", 1 - masks[0], trainer.global_step)
+            for name, mask in zip(self.words, masks[1:]):
+                writer.add_image(f"mask/word_{name}", 1 - mask, trainer.global_step)
 
     def on_test_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         writer = tensorboard_writer(trainer)
-        if writer is None or pl_module.deletion is None:
+        if writer is None or not pl_module.curves:
             return
         step = trainer.global_step
-        saliency = 1 - upsample_to_image(pl_module.final_mask().detach().float(), (self.image.height, self.image.width))
-        overlay = heatmap_overlay(self.image, saliency[0, 0].cpu().numpy())
-        writer.add_image("saliency/overlay", np.ascontiguousarray(overlay), step, dataformats="HWC")
-        for name, mask in zip(self.words, pl_module.word_masks().detach().float()):
-            saliency = 1 - upsample_to_image(mask[None], (self.image.height, self.image.width))
+        size = (self.image.height, self.image.width)
+        masks = pl_module.final_masks().detach().float()
+        for name, mask in zip(["overlay", *(f"word_{w}" for w in self.words)], masks):
+            saliency = 1 - upsample_to_image(mask[None], size)
             overlay = heatmap_overlay(self.image, saliency[0, 0].cpu().numpy())
-            writer.add_image(f"saliency/word_{name}", np.ascontiguousarray(overlay), step, dataformats="HWC")
-        writer.add_image("auc/curves", figure_to_array(curves_figure(pl_module.deletion, pl_module.insertion)), step,
-                         dataformats="HWC")
+            writer.add_image(f"saliency/{name}", np.ascontiguousarray(overlay), step, dataformats="HWC")
+        writer.add_image("auc/curves", figure_to_array(curves_figure(*pl_module.curves[0])), step, dataformats="HWC")
         if self.tokens:
             log_answer_strip(writer, self.tokens, step)
         writer.flush()

@@ -1,4 +1,4 @@
-"""Sanity checks of the heatmaps on a user's own model and images: ``python -m lvlm_heat.sanity``.
+"""Sanity checks of the heatmaps on a user's own model and images: ``lvlm-heat sanity``.
 
 Does a map reflect the model, or only the image? And does the optimised mask localise better than
 plain occlusion on this data? One run answers both, with the same metrics for every explainer:
@@ -12,7 +12,7 @@ plain occlusion on this data? One run answers both, with the same metrics for ev
   :mod:`~lvlm_heat.sanity.report`; the command line: :mod:`~lvlm_heat.sanity.runner`.
 """
 
-from lvlm_heat.sanity.checks import SanityCase, SanityConfig, sanity_check
-from lvlm_heat.sanity.runner import main, run_sanity
+from lvlm_heat.sanity.checks import sanity_check
+from lvlm_heat.sanity.runner import run_sanity
 
-__all__ = ["SanityCase", "SanityConfig", "main", "run_sanity", "sanity_check"]
+__all__ = ["run_sanity", "sanity_check"]

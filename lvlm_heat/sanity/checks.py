@@ -27,130 +27,55 @@ from __future__ import annotations
 
 import math
 import random
-import re
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
-from typing import Any, Literal
+from dataclasses import dataclass, replace
+from typing import Any
 
 import numpy as np
 import torch
-from PIL import Image
 
 from lvlm_heat.adapters.base import Adapter
 from lvlm_heat.baseline import make_baseline
-from lvlm_heat.config import ExplainConfig, SelectionConfig
-from lvlm_heat.data.ids import safe_name
-from lvlm_heat.data.pairs import Box
+from lvlm_heat.batch_size import resolve_batch_size
+from lvlm_heat.config import ExplainConfig, SanityConfig, SelectionConfig
+from lvlm_heat.data.pairs import Query
 from lvlm_heat.errors import LvlmHeatError
-from lvlm_heat.explainer import MaskExplainer
 from lvlm_heat.geometry import mask_grid_shape
-from lvlm_heat.one_pair import explain_pair
-from lvlm_heat.record import EXPLAINED, Explanation, TokenScore
+from lvlm_heat.pipeline import explain_pair
+from lvlm_heat.record import EXPLAINED, ExplanationRecord, TokenScore
 from lvlm_heat.sanity.occlusion import CountingAdapter, cell_means, flat_fill, image_map, map_metrics, occlusion_map
 from lvlm_heat.sanity.randomisation import WeightSnapshot, find_blocks, randomise_, spearman, stage_counts, top_overlap
 from lvlm_heat.sanity.superpixels import grid_labels, slic, work_image
-from lvlm_heat.selection import select_tokens
-
-Fill = Literal["baseline", "flat"]
-
-
-@dataclass
-class SanityConfig:
-    """What the sanity checks do besides explaining (``--sanity.*``)."""
-
-    stages: list[float] = field(default_factory=lambda: [0.0, 0.25, 0.5, 1.0])
-    """Cascade stages: the fraction of the model's blocks re-initialised from the top (at least the top one,
-    the output head); ``[]`` with ``all_parameters false`` skips the randomisation."""
-    all_parameters: bool = True
-    """Add a last stage that re-initialises every parameter (embeddings, projector, norms too)."""
-    rerun: bool = True
-    """Re-explain with another noise seed on the unchanged model: the map's own stability."""
-    random_answers: bool = True
-    """Explain another pair's answer on each image (a shuffled answer when there is only one pair)."""
-    grid: int = 8
-    """Grid occlusion: ``grid x grid`` blocks over the image."""
-    grid_fill: Fill = "baseline"
-    """What a hidden grid block shows: ``baseline`` (the explainer's baseline B) or ``flat`` (the image's mean
-    colour)."""
-    segments: int = 50
-    """Superpixel occlusion: about this many SLIC segments."""
-    compactness: float = 10.0
-    """SLIC's compactness: higher gives squarer segments, lower follows colour more closely."""
-    superpixel_fill: Fill = "flat"
-    """What a hidden superpixel shows: ``flat`` (the image's mean colour, as Captum's feature ablation) or
-    ``baseline``."""
-    top_fraction: float = 0.1
-    """Top-k overlap of two maps: the share of one map's top cells (this fraction) in the other's."""
-    seed: int = 0
-    """Seed of the randomised weights and of shuffled answers."""
-
-    def __post_init__(self) -> None:
-        if any(not 0 <= f <= 1 for f in self.stages):
-            raise ValueError(f"sanity.stages must be fractions in [0, 1], got {self.stages}")
-        if self.grid < 1 or self.segments < 2 or self.compactness <= 0 or not 0 < self.top_fraction <= 1:
-            raise ValueError("sanity.grid must be >= 1, sanity.segments >= 2, sanity.compactness > 0 and "
-                             "sanity.top_fraction in (0, 1]")
-
-
-@dataclass
-class SanityCase:
-    """One image-question pair to check (``answer``: explain it instead of the model's own)."""
-
-    pair_id: str
-    image: Image.Image
-    question: str
-    answer: str | None = None
-    bbox: Box | None = None
-    folder: str = ""
-
-    def __post_init__(self) -> None:
-        self.folder = self.folder or safe_name(self.pair_id)
+from lvlm_heat.scorer import CompositeScorer
+from lvlm_heat.selection import select_tokens, selected_words
 
 
 @dataclass
 class _Checked:
     """A pair whose original map exists, with what its re-explanations need."""
 
-    case: SanityCase
+    case: Query
     answer: str
     words: list[str]
     fixed: ExplainConfig
-    reference: Explanation
+    reference: ExplanationRecord
     cells: torch.Tensor
     record: dict[str, Any]
     maps: dict[str, np.ndarray]
 
 
-def selected_words(tokens: list[TokenScore]) -> list[str]:
-    """The whole words of the answer that the selected tokens belong to, in answer order.
+def whole_words(tokens: list[TokenScore]) -> list[str]:
+    """The whole words of the answer that the selected tokens belong to, in answer order, each once
+    (:func:`~lvlm_heat.selection.selected_words`).
 
     Example:
         >>> tokens = [TokenScore(k, t, 0.0, 0.0, False, k in (2, 4)) for k, t in enumerate(["the", " sq", "uare",
         ...           " is", " red"])]
-        >>> selected_words(tokens)
+        >>> whole_words(tokens)
         ['square', 'red']
     """
-    answer = "".join(t.text for t in tokens)
-    starts = np.cumsum([0] + [len(t.text) for t in tokens]).tolist()
-    words: list[str] = []
-    for token in tokens:
-        if not token.selected:
-            continue
-        text = token.text
-        start = starts[token.index] + len(text) - len(text.lstrip())
-        end = starts[token.index] + len(text.rstrip())
-        if start >= end:
-            continue
-        if re.match(r"\w", answer[start]):
-            while start > 0 and re.match(r"\w", answer[start - 1]):
-                start -= 1
-        if re.match(r"\w", answer[end - 1]):
-            while end < len(answer) and re.match(r"\w", answer[end]):
-                end += 1
-        if answer[start:end] not in words:
-            words.append(answer[start:end])
-    return words
+    return list(dict.fromkeys(word.text for word in selected_words(tokens)))
 
 
 def _by_words(explain: ExplainConfig, words: list[str]) -> ExplainConfig:
@@ -162,7 +87,7 @@ def _same_selection(tokens: list[TokenScore], config: ExplainConfig) -> bool:
     return [t.selected for t in copies] == [t.selected for t in tokens]
 
 
-def _answer_text(adapter: Adapter, case: SanityCase, explain: ExplainConfig) -> str:
+def _answer_text(adapter: Adapter, case: Query, explain: ExplainConfig) -> str:
     """The answer to explain: the case's own, or the model's greedy answer as text."""
     if case.answer is not None and case.answer.strip():
         return case.answer
@@ -179,9 +104,8 @@ class _Run:
         self.explain, self.config = explain, config
         self.report = report or (lambda line: None)
 
-    def explain_map(self, case: SanityCase, answer: str, config: ExplainConfig) -> Explanation:
-        return explain_pair(self.adapter, case.image, case.question, answer=answer, config=config,
-                            pair_id=case.pair_id, bbox=case.bbox)
+    def explain_map(self, case: Query, answer: str, config: ExplainConfig) -> ExplanationRecord:
+        return explain_pair(self.adapter, replace(case, answer=answer), config)
 
     def cells(self, saliency: np.ndarray) -> torch.Tensor:
         """``(h, w)`` means of a map over the mask grid's cells: what the correlations compare."""
@@ -195,7 +119,7 @@ class _Run:
                 "top_overlap": top_overlap(checked.cells, cells, self.config.top_fraction)}
 
     # -- one pair: the original map and the reference explainers -----------------------------
-    def check_pair(self, case: SanityCase) -> tuple[dict[str, Any], _Checked | None]:
+    def check_pair(self, case: Query) -> tuple[dict[str, Any], _Checked | None]:
         record: dict[str, Any] = {"id": case.pair_id, "folder": case.folder, "question": case.question,
                                   "bbox": list(case.bbox) if case.bbox else None}
         try:
@@ -206,7 +130,7 @@ class _Run:
             if reference.status != EXPLAINED:
                 record["reason"] = "no answer token selected: the model would say the same without the image"
                 return record, None
-            words = selected_words(reference.tokens)
+            words = whole_words(reference.tokens)
             # The model-dependent rules (llr, evidence) would select nothing on a randomised model.
             fixed = self.explain if self.explain.select.rule in ("all", "words") else _by_words(self.explain, words)
             if not _same_selection(reference.tokens, fixed):
@@ -228,19 +152,20 @@ class _Run:
         case, reference, optim = checked.case, checked.reference, self.explain.optim
         answer_ids = self.adapter.encode_answer(checked.answer)
         selected = torch.tensor([t.selected for t in reference.tokens])
+        probabilities = (reference.p_image, reference.p_baseline)
         baseline = make_baseline(case.image, self.explain.baseline, seed=optim.seed)
         fills = {"baseline": baseline, "flat": flat_fill(case.image)}
-        scorers: dict[str, MaskExplainer] = {}
+        scorers: dict[str, CompositeScorer] = {}
 
-        def scorer(fill: str) -> MaskExplainer:  # one processor run per fill actually used
+        def scorer(fill: str) -> CompositeScorer:  # one processor run per fill actually used
             if fill not in scorers:
-                prepared = self.adapter.prepare(case.image, fills[fill], case.question, answer_ids)
-                scorers[fill] = MaskExplainer(self.adapter, prepared, selected, optim, reference.p_image,
-                                              reference.p_baseline)
+                inputs = self.adapter.prepare(case.image, fills[fill], case.question, answer_ids)
+                batch = resolve_batch_size(self.adapter, inputs, self.explain)
+                scorers[fill] = CompositeScorer(self.adapter, inputs, optim.mask_size, batch)
             return scorers[fill]
 
         steps, margin = optim.curve_steps, self.explain.curve_margin
-        out = {"optimised_mask": {**map_metrics(None, reference.saliency, case.bbox, steps, margin,
+        out = {"optimised_mask": {**map_metrics(reference.saliency, case.bbox, steps, margin,
                                                 curves=(reference.deletion, reference.insertion)),
                                   "passes": mask_passes - 2 * (len(reference.deletion.fractions) - 2),
                                   "seconds": reference.seconds}}
@@ -251,10 +176,11 @@ class _Run:
             start, before = time.perf_counter(), self.adapter.passes
             if labels is None:
                 labels = slic(work, self.config.segments, self.config.compactness)
-            saliency = image_map(occlusion_map(scorer(fill), labels), reference.saliency.shape)
+            saliency = image_map(occlusion_map(scorer(fill), labels, selected), reference.saliency.shape)
             passes, seconds = self.adapter.passes - before, time.perf_counter() - start
             checked.maps[name] = saliency
-            out[name] = {**map_metrics(scorer("baseline"), saliency, case.bbox, steps, margin), "passes": passes,
+            scored = (scorer("baseline"), selected, *probabilities)
+            out[name] = {**map_metrics(saliency, case.bbox, steps, margin, scored), "passes": passes,
                          "seconds": seconds, "regions": int(labels.max()) + 1, "fill": fill}
         return out
 
@@ -343,7 +269,7 @@ def _number(value: float | None) -> str:
     return "n/a" if value is None or math.isnan(value) else f"{value:.2f}"
 
 
-def sanity_check(adapter: Adapter, cases: list[SanityCase], explain: ExplainConfig | None = None,
+def sanity_check(adapter: Adapter, cases: list[Query], explain: ExplainConfig | None = None,
                  config: SanityConfig | None = None, report: Callable[[str], None] | None = None,
                  ) -> tuple[list[dict[str, Any]], dict[str, Any] | None, dict[str, dict[str, np.ndarray]]]:
     """Run every check on ``cases`` with ``adapter``'s model; the model's weights are unchanged afterwards.

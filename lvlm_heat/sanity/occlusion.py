@@ -28,10 +28,10 @@ from PIL import Image
 from torch import Tensor
 
 from lvlm_heat.data.pairs import Box
-from lvlm_heat.explainer import MaskExplainer, in_chunks
-from lvlm_heat.geometry import mask_grid_shape, upsample_to_image
-from lvlm_heat.metrics import box_mass, perturbation_curve, pointing_hit
+from lvlm_heat.geometry import upsample_to_image
+from lvlm_heat.metrics import box_mass, peak, pointing_hit
 from lvlm_heat.metrics.curves import Curve
+from lvlm_heat.scorer import CompositeScorer
 
 
 class CountingAdapter:
@@ -58,12 +58,13 @@ def flat_fill(image: Image.Image) -> Image.Image:
 
 
 @torch.no_grad()
-def occlusion_map(scorer: MaskExplainer, labels: Tensor) -> Tensor:
-    """Saliency of every region: the drop of the selected tokens' score when it alone is hidden.
+def occlusion_map(scorer: CompositeScorer, labels: Tensor, tokens: Tensor) -> Tensor:
+    """Saliency of every region: the drop of the explained tokens' score when it alone is hidden.
 
     Args:
-        scorer: Holds the adapter, the pair (its ``baseline`` is the fill) and the selected tokens.
+        scorer: The pair's composites; its baseline is the fill.
         labels: ``(h, w)`` long region labels ``0 .. n - 1`` on the work grid over the whole image.
+        tokens: ``(T,)`` bool, the explained tokens.
 
     Returns:
         ``(h, w)`` float map on the work grid, each pixel the drop of its region; ``n + 1`` composites
@@ -73,12 +74,7 @@ def occlusion_map(scorer: MaskExplainer, labels: Tensor) -> Tensor:
     labels = labels.to(device)
     regions = int(labels.max()) + 1
     keep = (labels[None] != torch.arange(-1, regions, device=device)[:, None, None]).float()[:, None]
-    scores = torch.zeros(regions + 1)
-
-    def run(first: int, last: int) -> None:
-        scores[first:last] = scorer.score(scorer.composites(keep[first:last], insertion=False)).float().cpu()
-
-    scorer.batch_size = in_chunks(regions + 1, scorer.batch_size, run)  # halved for good on out-of-memory
+    scores = scorer.token_log_probs(keep)[:, tokens.cpu()].sum(-1)
     return (scores[0] - scores[1:])[labels.cpu()]
 
 
@@ -97,54 +93,35 @@ def image_map(work_map: Tensor, image_size: tuple[int, int]) -> np.ndarray:
     return upsample_to_image(work_map.float()[None, None], image_size)[0, 0].numpy().astype(np.float32)
 
 
-def peak(saliency: Tensor) -> tuple[int, int]:
-    """``(row, col)`` of the map's maximum; ties broken at the tied pixel nearest their centroid.
-
-    A flat-topped map (an occlusion block or segment, a plateau of the mask) then points at the centre
-    of its top region rather than at its first pixel in raster order, which would often lie on the
-    region's edge, outside the object.
-
-    Example:
-        >>> saliency = torch.zeros(5, 5); saliency[1:4, 0:3] = 1.0
-        >>> peak(saliency)
-        (2, 1)
-    """
-    rows, cols = torch.nonzero(saliency == saliency.max(), as_tuple=True)
-    centre_y, centre_x = rows.double().mean(), cols.double().mean()
-    k = int(((rows - centre_y) ** 2 + (cols - centre_x) ** 2).argmin())
-    return int(rows[k]), int(cols[k])
-
-
-def map_metrics(scorer: MaskExplainer | None, saliency: np.ndarray, bbox: Box | None, steps: int, margin: float,
+def map_metrics(saliency: np.ndarray, bbox: Box | None, steps: int, margin: float,
+                scored: tuple[CompositeScorer, Tensor, float, float] | None = None,
                 curves: tuple[Curve, Curve] | None = None) -> dict[str, Any]:
     """Pointing game, box mass, deletion and insertion AUC of one map.
 
     Args:
-        scorer: Scores keep-masks against the pair's baseline B (``None`` when ``curves`` are given).
         saliency: ``(H, W)`` over the original image, higher = more important.
         bbox: The evidence box, if the dataset gives one.
         steps: Curve steps ``K``.
         margin: How far a normalised curve may leave [0, 1] before the map is flagged ``curve_out_of_range``.
-        curves: Deletion and insertion curves already drawn over the mask grid (the optimised
-            mask's own, from :func:`~lvlm_heat.one_pair.explain_pair`); drawn here otherwise.
+        scored: What the curves are drawn with: the scorer (against the pair's baseline B), the explained tokens
+            and their mean probability on I and on B (``None`` when ``curves`` are given).
+        curves: Deletion and insertion curves already drawn over the mask grid (the optimised mask's own);
+            drawn here otherwise.
 
     Returns:
-        ``peak`` (:func:`peak`), ``pointing_hit`` and ``box_mass`` (``None`` without a box), ``deletion_auc``,
-        ``insertion_auc``, ``curve_out_of_range`` and ``curve_passes`` (composites scored for the curves).
+        ``peak`` (:func:`~lvlm_heat.metrics.peak`), ``pointing_hit`` and ``box_mass`` (``None`` without a box),
+        ``deletion_auc``, ``insertion_auc``, ``curve_out_of_range`` and ``curve_passes`` (composites scored for
+        the curves).
     """
     image = torch.from_numpy(saliency)
     if curves is None:
-        grid = mask_grid_shape(tuple(saliency.shape), scorer.config.mask_size)
-        ranking = -cell_means(image, grid)[None, None].to(scorer.adapter.device)  # low = important, as a mask
-        curves = tuple(perturbation_curve(scorer.curve_scores, ranking, scorer.p_image, scorer.p_baseline, insertion,
-                                          steps) for insertion in (False, True))
+        scorer, tokens, p_image, p_baseline = scored
+        ranking = -cell_means(image, scorer.grid)[None, None].to(scorer.adapter.device)  # low = important, as a mask
+        curves = scorer.curves(ranking, tokens, p_image, p_baseline, steps)
     deletion, insertion = curves
-    row, col = peak(image)
-    spike = torch.zeros_like(image)
-    spike[row, col] = 1.0  # the pointing game's own box test, at the peak chosen above
     return {
-        "peak": [row, col],
-        "pointing_hit": pointing_hit(spike, bbox) if bbox is not None else None,
+        "peak": list(peak(image)),
+        "pointing_hit": pointing_hit(image, bbox) if bbox is not None else None,
         "box_mass": box_mass(image, bbox) if bbox is not None else None,
         "deletion_auc": deletion.auc,
         "insertion_auc": insertion.auc,

@@ -1,6 +1,6 @@
-"""``python -m lvlm_heat.sanity``: the sanity checks on a user's model and images, from the command line.
+"""``lvlm-heat sanity``: the sanity checks on a user's model and images, from the command line.
 
-:func:`run_sanity` takes the same model, data and explanation flags as ``train.py`` (``--model``,
+:func:`run_sanity` takes the same model, data and explanation flags as ``lvlm-heat explain`` (``--model``,
 ``--data.*``, ``--config``, ``--optim.*``, ``--select.*``, ...) plus ``--pairs N`` and the checks'
 own ``--sanity.*``; it writes ``sanity.json`` (strict JSON) and each pair's maps (``maps/<pair>.npz``)
 to ``--output_dir`` and prints a table and what it means. The checks themselves are
@@ -14,14 +14,14 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from lvlm_heat.config import DataConfig, ExplainConfig, Precision
+from lvlm_heat.config import DataConfig, ExplainConfig, ModelConfig, SanityConfig
 from lvlm_heat.errors import LvlmHeatError
-from lvlm_heat.sanity.checks import SanityCase, SanityConfig, sanity_check
+from lvlm_heat.sanity.checks import sanity_check
 from lvlm_heat.sanity.report import interpretation, summarise, table
 
 
 def run_sanity(
-    model: str = "demo",
+    model: ModelConfig = ModelConfig(),
     image: Path | None = None,
     question: str | None = None,
     answer: str | None = None,
@@ -29,9 +29,6 @@ def run_sanity(
     pairs: int | None = None,
     output_dir: Path | None = None,
     logs_root: Path = Path("lightning_logs/sanity"),
-    precision: Precision = "auto",
-    device: str = "auto",
-    adapter: str | None = None,
     explain: ExplainConfig | None = None,
     sanity: SanityConfig = SanityConfig(),
     save_maps: bool = True,
@@ -41,8 +38,8 @@ def run_sanity(
     With no arguments, checks the shipped demo model on the demo pairs.
 
     Args:
-        model: Hugging Face hub id, local folder saved with ``save_pretrained``, or a shipped demo model
-            (``demo``, ``demo-qwen2-vl``), as for ``train.py``.
+        model: The model, as for ``lvlm-heat explain`` (its fields are flags of their own: ``--model``,
+            ``--adapter``, ``--precision``, ``--device``, ``--gradient_checkpointing``).
         image: Image of a single pair (with ``--question``); otherwise ``--data`` is checked.
         question: Question of a single pair.
         answer: Explain this answer instead of the model's own (single pair).
@@ -50,9 +47,6 @@ def run_sanity(
         pairs: Check only the first ``pairs`` pairs.
         output_dir: Where ``sanity.json`` and the maps go; default: a new ``version_N`` folder under ``logs_root``.
         logs_root: Parent of the default output folders.
-        precision: Model weights: ``auto`` (bf16/fp16 on a GPU, fp32 on the CPU), fp32, bf16, fp16.
-        device: ``auto``, ``cpu``, ``cuda`` or ``cuda:N``.
-        adapter: Import path of an adapter class (``package.module.Class``), as for ``train.py``.
         explain: The explanation settings of the maps under test (on the command line, their fields are flags
             of their own: ``--baseline``, ``--optim.*``, ``--select.*``).
         sanity: What the checks do: randomisation stages, occlusion grid and superpixels (``--sanity.*``).
@@ -63,12 +57,13 @@ def run_sanity(
     """
     import numpy as np
 
-    from lvlm_heat.api import Explainer
-    from lvlm_heat.batch_size import with_batch_size
-    from lvlm_heat.data import Pair, open_image, question_for, read_dataset
+    from lvlm_heat.adapters import load_adapter
+    from lvlm_heat.data import Pair, open_pair, read_dataset
+    from lvlm_heat.reporting.console import quiet_libraries
     from lvlm_heat.reporting.outputs import write_json_atomic
     from lvlm_heat.reporting.run_folder import prepare_run_dir, run_dir
 
+    quiet_libraries()
     explain = explain or ExplainConfig()
     if pairs is not None and pairs < 1:
         raise ValueError(f"pairs must be at least 1, got {pairs}")
@@ -83,22 +78,16 @@ def run_sanity(
     cases, failed = [], []
     for pair in listed:
         try:
-            if pair.error:
-                raise LvlmHeatError(pair.error)
-            picture, _ = open_image(pair.image)
-            cases.append(SanityCase(pair.id, picture, question_for(pair, data.multiple_choice), pair.answer,
-                                    pair.bbox, pair.folder))
+            cases.append(open_pair(pair, data.multiple_choice))
         except LvlmHeatError as err:
             failed.append({"id": pair.id, "folder": pair.folder, "status": "failed", "reason": str(err)})
-    loaded = Explainer(model, precision=precision, device=device, adapter=adapter).adapter
-    if cases:  # batch_size auto: probed once, on the first pair
-        explain = with_batch_size(loaded, explain, cases[0].image, cases[0].question)
-    print(f"model {model}: {len(listed)} pair(s); outputs in {folder}", flush=True)
+    loaded = load_adapter(model)
+    print(f"model {model.model}: {len(listed)} pair(s); outputs in {folder}", flush=True)
     records, cascade, maps = sanity_check(loaded, cases, explain, sanity, report=lambda line: print(line, flush=True))
     records += failed
     summary = summarise(records, cascade)
     lines = interpretation(summary)
-    result = {"model": model, "adapter": type(loaded).__name__,
+    result = {"model": model.model, "adapter": type(loaded).__name__,
               "settings": {"explain": asdict(explain), "sanity": asdict(sanity)},
               "summary": summary, "interpretation": lines, "pairs": records}
     if save_maps:
@@ -109,10 +98,3 @@ def run_sanity(
     write_json_atomic(folder / "sanity.json", result)
     print("\n" + table(summary) + "\n\n" + "\n".join(lines) + f"\n\nwritten: {folder / 'sanity.json'}", flush=True)
     return result
-
-
-def main(argv: list[str] | None = None) -> dict[str, Any]:
-    """Parse ``argv`` as ``train.py`` does and run the checks (errors as :func:`lvlm_heat.cli.main` gives them)."""
-    from lvlm_heat.cli import main as cli_main
-
-    return cli_main(argv, run_sanity, "python -m lvlm_heat.sanity")

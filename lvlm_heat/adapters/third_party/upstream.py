@@ -17,7 +17,7 @@ import torch
 from PIL import Image
 from torch import Tensor
 
-from lvlm_heat.adapters.base import Adapter, HFAdapter, PreparedPair
+from lvlm_heat.adapters.base import Adapter, HFAdapter, PreparedPair, answer_log_probs_of
 from lvlm_heat.errors import LvlmHeatError
 
 IMAGE_TOKEN_INDEX = -200
@@ -156,9 +156,8 @@ class UpstreamAdapter(Adapter):
         embeds, extra = self.embed(input_ids.expand(count, -1), flat, prepared.image_size)
         self._check_context(embeds.shape[1], "the image, question and answer")
         hidden = self.decode(embeds, extra, self._image_start(input_ids))
-        logits = self.model.lm_head(hidden[:, -steps:]).float()
-        targets = prepared.answer_ids.expand(count, steps)
-        return logits.log_softmax(-1).gather(-1, targets[..., None]).squeeze(-1)
+        logits = self.model.lm_head(hidden[:, -steps:])
+        return answer_log_probs_of(logits, prepared.answer_ids.expand(count, steps))
 
     def _check_context(self, tokens: int, what: str) -> None:
         HFAdapter._check_context(self, tokens, what)

@@ -1,0 +1,122 @@
+"""One pair, end to end: the method's steps in order, each in a module of its own.
+
+1. :func:`lvlm_heat.prepare.prepare`: answer, baseline, processor, reliance pass, selection;
+2. :func:`lvlm_heat.warm_start.initial_mask`: where the mask starts;
+3. :func:`lvlm_heat.explainer.optimise_mask`: the mask optimisation (Lightning) and its curves;
+4. :class:`lvlm_heat.record.ExplanationRecord`: the result, made here once.
+
+Writing the pair's files is the caller's choice (:func:`lvlm_heat.reporting.outputs.write_pair_outputs`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from lvlm_heat.adapters.base import Adapter
+from lvlm_heat.config import ExplainConfig
+from lvlm_heat.data.answers import answer_matches
+from lvlm_heat.data.pairs import Query
+from lvlm_heat.explainer import MaskExplainer, optimise_mask
+from lvlm_heat.geometry import upsample_to_image
+from lvlm_heat.metrics.functional import box_mass, pointing_hit
+from lvlm_heat.prepare import Prepared, prepare
+from lvlm_heat.record import EXPLAINED, NOT_GROUNDED, ExplanationRecord, WordMap
+from lvlm_heat.reporting.console import quiet_libraries
+from lvlm_heat.reporting.progress import IterationProgress
+from lvlm_heat.reporting.tensorboard import PairLogger, SaliencyImageLogger
+from lvlm_heat.warm_start import initial_mask
+
+
+def explain_pair(adapter: Adapter, query: Query, config: ExplainConfig | None = None, *,
+                 log_dir: Path | None = None, progress: bool = False,
+                 trainer_overrides: dict[str, Any] | None = None) -> ExplanationRecord:
+    """Explain one image-question pair with ``adapter``'s model.
+
+    Args:
+        adapter: A loaded model (:func:`lvlm_heat.adapters.load_adapter`).
+        query: The pair (:class:`~lvlm_heat.data.pairs.Query`: image, question, and optionally the answer to
+            explain, an evidence box and a reference answer).
+        config: Settings (defaults: :class:`~lvlm_heat.config.ExplainConfig`).
+        log_dir: TensorBoard events go to ``log_dir/<query.folder>/``; none are written when ``None``.
+        progress: Show a bar over the iterations.
+        trainer_overrides: Extra ``lightning.Trainer`` arguments of the pair's trainer.
+
+    Returns:
+        The pair's record: ``explained`` with its maps and curves, or ``not_grounded`` (no answer token depends on
+        the image: a result, with every token's LLR, and no map).
+    """
+    config = config or ExplainConfig()
+    quiet_libraries()
+    prepared = prepare(adapter, query, config)
+    record = _record(adapter, prepared, config)
+    if prepared.explained:
+        initial = initial_mask(prepared, config.warm_start)
+        prepared.clock.lap("prepare")  # the warm start's passes: forward only, like the selection's
+        callbacks = [SaliencyImageLogger(query.image, prepared.tokens, [f"{w.position}_{w.text}"
+                                                                         for w in prepared.own_words])]
+        if progress:
+            callbacks.append(IterationProgress())
+        logger = PairLogger(Path(log_dir) / query.folder) if log_dir is not None else None
+        module = optimise_mask(prepared, config.optim, initial, logger=logger, callbacks=callbacks,
+                               trainer_overrides=trainer_overrides)
+        _add_maps(record, prepared, module, config)
+    if prepared.scorer is not None:  # batch_size auto: the number it stood for
+        record.settings["optim"]["batch_size"] = prepared.scorer.batch_size
+    record.seconds, record.timings = prepared.clock.seconds, dict(prepared.clock.laps)
+    return record
+
+
+def _record(adapter: Adapter, prepared: Prepared, config: ExplainConfig) -> ExplanationRecord:
+    """The record of what :func:`prepare` found: answer, tokens, reliance; ``not_grounded`` until maps are added."""
+    query = prepared.query
+    match = answer_matches(prepared.answer, query.reference, query.options) if query.reference else None
+    return ExplanationRecord(
+        query.pair_id, query.question, prepared.answer, NOT_GROUNDED, prepared.tokens, model=adapter.name,
+        settings=asdict(config), image_path=query.image_path, bbox=query.bbox, folder=query.folder,
+        reference=query.reference, answer_match=match, image_notes=list(query.image_notes),
+        reliance=dict(prepared.reliance), warnings=list(prepared.warnings), image=query.image,
+    )
+
+
+def _add_maps(record: ExplanationRecord, prepared: Prepared, module: MaskExplainer, config: ExplainConfig) -> None:
+    """The joint map, its curves and plausibility, and with per-word maps each word's."""
+    masks = module.final_masks().detach()
+    size = prepared.inputs.image_size
+
+    def plausibility(saliency: np.ndarray) -> tuple[bool | None, float | None]:
+        if record.bbox is None:
+            return None, None
+        image = torch.from_numpy(saliency)
+        return pointing_hit(image, record.bbox), box_mass(image, record.bbox)
+
+    record.status = EXPLAINED
+    record.p_image, record.p_baseline = prepared.probabilities(0)
+    record.unstable = record.p_image - record.p_baseline < config.min_gap
+    record.saliency = saliency_map(masks[:1], size)
+    record.deletion, record.insertion = module.curves[0]
+    record.pointing_hit, record.box_mass = plausibility(record.saliency)
+    record.history = module.history
+    record.out_of_range = any(c.leaves_unit_range(config.curve_margin) for c in module.curves[0])
+    if config.maps != "per_word":
+        return
+    record.words, group = [], 0
+    for word in prepared.words:
+        if prepared.shares_joint_mask(word):
+            saliency, k = record.saliency, 0
+        else:
+            group += 1
+            saliency, k = saliency_map(masks[group : group + 1], size), group
+        p_image, p_baseline = prepared.probabilities(k)
+        record.words.append(WordMap(word.position, word.text, word.tokens, saliency, *module.curves[k], p_image,
+                                    p_baseline, p_image - p_baseline < config.min_gap, *plausibility(saliency)))
+
+
+def saliency_map(mask: Tensor, image_size: tuple[int, int]) -> np.ndarray:
+    """``1 - M`` of a ``(1, 1, h, w)`` mask, upsampled over the original image: ``(H, W)`` float32."""
+    return (1 - upsample_to_image(mask.detach().float(), image_size))[0, 0].cpu().numpy().astype(np.float32)

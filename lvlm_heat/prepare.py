@@ -1,0 +1,193 @@
+"""The first step of the method: from an image and a question to the answer tokens that are explained.
+
+:func:`prepare` does, in order:
+
+1. the baseline ``B`` of the image (a strong blur by default: "the image removed");
+2. the answer: the model's greedy answer, or the user's, as token ids;
+3. the processor, once on ``I`` and once on ``B`` (:meth:`Adapter.prepare <lvlm_heat.adapters.Adapter.prepare>`),
+   and the :class:`~lvlm_heat.scorer.CompositeScorer` that scores their composites;
+4. the reliance pass: every answer token's log-probability under teacher forcing given ``I`` and given
+   ``B`` (their difference is the token's log-likelihood ratio, LLR), and the whole answer's without any image;
+5. for the ``evidence`` rule, a sweep of regions each replaced by ``B``, and each token's largest drop;
+6. the selection (:mod:`lvlm_heat.selection`), and with per-word maps, the words that get a mask of their own.
+
+What it returns, :class:`Prepared`, holds everything the later steps read; nothing in it changes afterwards.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import dataclass, field
+
+import torch
+from PIL import Image
+from torch import Tensor
+
+from lvlm_heat.adapters.base import Adapter, PreparedPair
+from lvlm_heat.baseline import make_baseline
+from lvlm_heat.batch_size import resolve_batch_size
+from lvlm_heat.config import ExplainConfig
+from lvlm_heat.data.pairs import Query
+from lvlm_heat.errors import LvlmHeatError
+from lvlm_heat.record import TokenScore
+from lvlm_heat.scorer import CompositeScorer
+from lvlm_heat.selection import Word, select_tokens, selected_words
+
+EVIDENCE_SIDE = 0.5
+"""Side of the ``evidence`` rule's regions, as a fraction of the image's side: any object up to a quarter of the
+image lies whole in one of its overlapping regions."""
+
+
+class Clock:
+    """Wall time of consecutive phases (CUDA work finished before each reading)."""
+
+    def __init__(self) -> None:
+        self.start = self.last = time.perf_counter()
+        self.laps: dict[str, float] = {}
+
+    def lap(self, name: str) -> None:
+        """End the phase ``name`` now (a phase may resume: its times add up)."""
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()
+        now = time.perf_counter()
+        self.laps[name] = self.laps.get(name, 0.0) + now - self.last
+        self.last = now
+
+    @property
+    def seconds(self) -> float:
+        return time.perf_counter() - self.start
+
+
+@dataclass
+class Prepared:
+    """One pair, ready for the mask: its answer, the tokens explained, and the scorer of its composites.
+
+    Attributes:
+        query: The pair as asked (the image made RGB).
+        baseline: The baseline image ``B``.
+        answer: The explained answer's text (special tokens left out).
+        tokens: Every answer token with its log-probabilities and whether it is explained.
+        reliance: The whole answer's log-probability given the image, the baseline and no image.
+        inputs: The processor's outputs for ``I`` and ``B`` (``None`` for an empty answer).
+        scorer: Scores the composites of ``inputs`` (``None`` for an empty answer).
+        log_probs: ``(2, T)`` every answer token's log-probability given ``I`` and given ``B``.
+        words: With per-word maps, every word holding selected tokens; empty otherwise.
+        groups: ``(G, T)`` bool, the tokens each mask is scored on: the joint selection first, then each word
+            with a mask of its own (a word holding every selected token shares the joint mask).
+        warnings: What the user should know about the answer (words the tokenizer could not encode).
+        clock: The pair's phases so far.
+    """
+
+    query: Query
+    baseline: Image.Image
+    answer: str
+    tokens: list[TokenScore]
+    reliance: dict[str, float | None] = field(default_factory=dict)
+    inputs: PreparedPair | None = None
+    scorer: CompositeScorer | None = None
+    log_probs: Tensor | None = None
+    words: list[Word] = field(default_factory=list)
+    groups: Tensor | None = None
+    warnings: list[str] = field(default_factory=list)
+    clock: Clock = field(default_factory=Clock)
+
+    @property
+    def selected(self) -> Tensor:
+        """``(T,)`` bool: the explained tokens."""
+        return torch.tensor([t.selected for t in self.tokens], dtype=torch.bool)
+
+    @property
+    def explained(self) -> bool:
+        """Whether any token is explained (else the pair is not visually grounded: no map)."""
+        return any(t.selected for t in self.tokens)
+
+    @property
+    def own_words(self) -> list[Word]:
+        """The words with a mask of their own, in the order of ``groups[1:]``."""
+        return [w for w in self.words if not self.shares_joint_mask(w)]
+
+    def shares_joint_mask(self, word: Word) -> bool:
+        return set(word.tokens) == set(self.selected.nonzero().flatten().tolist())
+
+    def probabilities(self, group: int) -> tuple[float, float]:
+        """Mean probability of group ``group``'s tokens given ``I`` and given ``B`` (curve normalisation)."""
+        tokens = self.groups[group]
+        return float(self.log_probs[0, tokens].exp().mean()), float(self.log_probs[1, tokens].exp().mean())
+
+
+def prepare(adapter: Adapter, query: Query, config: ExplainConfig) -> Prepared:
+    """Answer, baseline, processor, reliance pass and selection for ``query`` (see the module docstring).
+
+    Raises:
+        LvlmHeatError: An empty question or answer, or an answer longer than the model's context.
+    """
+    if not query.question or not query.question.strip():
+        raise LvlmHeatError("the question is empty: give a question about the image")
+    if query.answer is not None and not query.answer.strip():
+        raise LvlmHeatError("the answer is empty: give the answer to explain, or none to explain the model's own")
+    clock = Clock()
+    image = query.image.convert("RGB")
+    query.image = image
+    baseline = make_baseline(image, config.baseline, seed=config.optim.seed)
+    warnings = []
+    if query.answer is not None:
+        answer_ids = adapter.encode_answer(query.answer)
+        warnings = _dropped_words(query.answer, adapter.token_texts(answer_ids)[0])
+    else:
+        answer_ids = adapter.generate(image, query.question, config.max_new_tokens)
+    clock.lap("answer")
+    texts, special = adapter.token_texts(answer_ids)
+    answer = "".join(t for t, s in zip(texts, special) if not s).strip()
+    prepared = Prepared(query, baseline, answer, [], warnings=warnings, clock=clock)
+    if answer_ids.numel() == 0:
+        return prepared
+
+    inputs = adapter.prepare(image, baseline, query.question, answer_ids)
+    scorer = CompositeScorer(adapter, inputs, config.optim.mask_size, resolve_batch_size(adapter, inputs, config))
+    with torch.no_grad():
+        both = {k: torch.stack([inputs.image[k], inputs.baseline[k]]) for k in inputs.image}
+        log_probs = scorer.log_probs(both).float().cpu()
+    content = ~torch.tensor(special)
+    no_image = adapter.text_only_log_probs(query.question, answer_ids)
+    prepared.reliance = {
+        "log_p_image": float(log_probs[0, content].sum()),
+        "log_p_baseline": float(log_probs[1, content].sum()),
+        "log_p_no_image": None if no_image is None else float(no_image[content].sum()),
+    }
+    local = None
+    if config.select.rule == "evidence" and config.select.windows:
+        local = scorer.sweep(config.select.windows, EVIDENCE_SIDE).log_probs.min(0).values
+    prepared.tokens = select_tokens(
+        [TokenScore(k, texts[k], float(log_probs[0, k]), float(log_probs[1, k]), special[k],
+                    log_prob_local=None if local is None else float(local[k])) for k in range(len(texts))],
+        config.select,
+    )
+    prepared.inputs, prepared.scorer, prepared.log_probs = inputs, scorer, log_probs
+    selected = prepared.selected
+    prepared.words = selected_words(prepared.tokens) if config.maps == "per_word" and selected.any() else []
+    rows = torch.zeros(len(prepared.own_words), len(selected), dtype=torch.bool)
+    for row, word in zip(rows, prepared.own_words):
+        row[word.tokens] = True
+    prepared.groups = torch.cat([selected[None], rows])
+    clock.lap("prepare")
+    return prepared
+
+
+def _dropped_words(answer: str, texts: list[str]) -> list[str]:
+    """A warning naming the words of ``answer`` that its tokens (``texts``) no longer spell: what the
+    tokenizer could not encode (an emoji, a word outside a small vocabulary) is silently left out of it.
+
+    Example:
+        >>> _dropped_words("it is chartreuse", [" it", " is"])
+        ["the tokenizer cannot encode 'chartreuse': explained as 'it is'"]
+        >>> _dropped_words("it is red", [" it", " is", " red"])
+        []
+    """
+    encoded = "".join(texts)
+    kept = {w.lower() for w in re.findall(r"\w+", encoded)}
+    missing = [w for w in re.findall(r"\S+", answer) if any(p.lower() not in kept for p in re.findall(r"\w+", w))
+               or not re.search(r"\w", w) and w not in encoded]
+    if not missing:
+        return []
+    return [f"the tokenizer cannot encode {' '.join(missing)!r}: explained as {encoded.strip()!r}"]
