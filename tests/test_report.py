@@ -1,5 +1,5 @@
-"""``report.html``, the answer strip, the correctness split of the summary, notebook display, and the
-report in a real (headless) browser."""
+"""``report.html``, the answer strip, the correctness split of the summary, notebook display, the templates
+they are rendered from, and the report in a real (headless) browser."""
 
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ from lvlm_heat.metrics.curves import Curve
 from lvlm_heat.record import EXPLAINED, FAILED, NOT_GROUNDED, Explanation, TokenScore, WordMap
 from lvlm_heat.reporting.outputs import write_json_atomic, write_pair_outputs
 from lvlm_heat.reporting.report import read_run, write_report
-from lvlm_heat.reporting.strip import llr_colour, strip_html
+from lvlm_heat.reporting.strip import llr_colour, strip_html, strip_markdown
 from lvlm_heat.reporting.summary import correctness_split, is_correct, summary_row, write_summary
 
 ROOT = Path(__file__).parents[1]
@@ -266,6 +266,83 @@ def test_tensorboard_gets_the_answer_strip(tmp_path):
     assert "answer/strip" in events.Tags()["images"]
     text = events.Tensors("answer/tokens/text_summary")[0].tensor_proto.string_val[0].decode()
     assert "**red +6.00**" in text and "circle +0.10" in text
+
+
+def test_strip_markdown_is_the_text_tensorboard_gets():
+    tokens = _tokens(["the", "circle", "is", "red"], [0.0, 0.1, -1.25, 6.0], [False, True, False, True])
+    tokens.insert(2, {"text": " unscored", "llr": None, "selected": False, "special": False})
+    assert strip_markdown(tokens) == \
+        "the +0.00 **circle +0.10** is -1.25 **red +6.00**  \n(LLR per token; **bold** = explained)"
+    assert strip_markdown([]) == "  \n(LLR per token; **bold** = explained)"
+    assert strip_markdown([{"text": "a&b<i>", "llr": 1.0}]).startswith("a&b<i> +1.00")  # markdown: not escaped
+
+    class Writer:  # what log_answer_strip sends to TensorBoard
+        def add_image(self, *args, **kwargs):
+            pass
+
+        def add_text(self, tag, text, step):
+            self.text = text
+
+    from lvlm_heat.reporting.tensorboard import log_answer_strip
+
+    writer = Writer()
+    log_answer_strip(writer, tokens)
+    assert strip_markdown(tokens) == writer.text
+
+
+def test_report_and_notebook_show_the_same_strip(synthetic_run):
+    from lvlm_heat.reporting.notebook import explanation_html
+
+    explained = _pair(1, textured_image(48, 64))
+    strip = _page_data(synthetic_run / "report.html")["pairs"][1]["strip"]
+    assert strip == strip_html(explained.tokens) and strip in explanation_html(explained)  # one renderer
+    assert strip.count('class="tok sel"') == 2 and strip.count('class="tok"') == 2
+
+
+def test_markup_in_the_data_is_escaped_everywhere(tmp_path):
+    from lvlm_heat.reporting.notebook import explanation_html
+
+    hostile = "<img src=x onerror=\"window.pwned=1\">"
+    tokens = [{"text": "<script>", "llr": 2.0, "selected": True}, {"text": " &", "llr": -1.0},
+              {"text": " " + hostile, "llr": 0.0}]
+    run_dir = tmp_path / "run"
+    write_json_atomic(run_dir / "run.json", {"identity": {"model": "<script>window.pwned=1</script> & co"}})
+    write_json_atomic(run_dir / "p" / "result.json", {"id": "p", "status": NOT_GROUNDED, "tokens": tokens,
+                                                      "question": f"<script>x</script> & {hostile}"})
+    page = write_report(run_dir).read_text()
+    assert page.count("<script") == 2 and "<img" not in page  # the data blob and the page's script only
+    assert "model &lt;script&gt;window.pwned=1&lt;/script&gt; &amp; co;" in page
+    strip = _page_data(run_dir / "report.html")["pairs"][0]["strip"]
+    assert ">&lt;script&gt;</span> <span" in strip and ">&amp;</span>" in strip and "<img" not in strip
+    explanation = _pair(7, textured_image(48, 64))
+    explanation.question, explanation.tokens = f"<script>x</script> & {hostile}", tokens
+    notebook = explanation_html(explanation)
+    assert "<script" not in notebook and "<img" not in notebook and "&lt;script&gt;x&lt;/script&gt; &amp; " in notebook
+    if find_chromium() is None and not os.environ.get(REQUIRE_ENV):
+        return
+    with Browser(_browser_or_skip()) as browser:
+        page = browser.open((run_dir / "report.html").as_uri())
+        assert page.evaluate("[...document.querySelectorAll('.tok')].map(t => t.textContent)") == \
+            ["<script>", "&", hostile]
+        assert page.evaluate("document.querySelector('.q').textContent") == f"Q<script>x</script> & {hostile}"
+        assert page.evaluate("window.pwned === undefined && document.querySelectorAll('main img').length === 0")
+        assert page.errors() == []
+
+
+def test_templates_are_package_data_found_through_the_package():
+    from importlib.resources import files
+
+    from jinja2 import PackageLoader
+
+    from lvlm_heat.reporting.templates import ENVIRONMENT
+
+    names = ["charts.svg.j2", "explanation.html.j2", "report.css", "report.html.j2", "report.js", "strip.html.j2"]
+    assert isinstance(ENVIRONMENT.loader, PackageLoader) and ENVIRONMENT.loader.package_name == "lvlm_heat.reporting"
+    assert all((files("lvlm_heat.reporting") / "templates" / name).is_file() for name in names)
+    assert set(names) <= set(ENVIRONMENT.list_templates())
+    assert all(ENVIRONMENT.autoescape(name) for name in names if name.endswith(".j2"))
+    assert Path(ENVIRONMENT.get_template("strip.html.j2").filename).parent == Path(files("lvlm_heat.reporting")) / \
+        "templates"
 
 
 def _browser_or_skip() -> str:
