@@ -189,23 +189,24 @@ def _flat_parameters(function) -> dict[str, type]:
 
 
 def build_parser(function=explain, program: str = "python train.py"):
-    """The parser of ``function`` (default :func:`explain`, i.e. ``train.py``): its parameters as flags, and the
-    fields of its :data:`FLAT` parameters as flags of their own at the top level."""
+    """The parser of ``function`` (default :func:`explain`, i.e. ``train.py``): its parameters as flags (those
+    without a default as positional arguments), and the fields of its :data:`FLAT` parameters as flags of their
+    own at the top level."""
     from jsonargparse import ArgumentParser, set_parsing_settings
 
     set_parsing_settings(docstring_parse_attribute_docstrings=True)
     parser = ArgumentParser(prog=program, description=function.__doc__.split("\n\n")[0], exit_on_error=False)
     parser.add_argument("--config", action="config", help="YAML file setting any of the options below.")
     flat = _flat_parameters(function)
-    parser.add_function_arguments(function, skip=set(flat), as_group=False)
+    parser.add_function_arguments(function, skip=set(flat), as_group=False, as_positional=True)
     for cls in flat.values():
         parser.add_class_arguments(cls, nested_key=None)
     return parser
 
 
-def parse(argv: list[str] | None = None, function=explain) -> dict[str, Any]:
+def parse(argv: list[str] | None = None, function=explain, program: str = "python train.py") -> dict[str, Any]:
     """Keyword arguments of ``function`` (default :func:`explain`) for the command-line arguments ``argv``."""
-    parser = build_parser(function)
+    parser = build_parser(function, program)
     options = vars(parser.instantiate(parser.parse_args(argv)))
     options.pop("config", None)
     for name, cls in _flat_parameters(function).items():
@@ -227,7 +228,7 @@ def main(argv: list[str] | None = None, function=explain, program: str = "python
 
     debug = os.environ.get(DEBUG_ENV, "") not in ("", "0")
     try:
-        return function(**parse(argv, function))
+        return function(**parse(argv, function, program))
     except (ArgumentError, LvlmHeatError, ValueError) as err:
         if debug:
             raise

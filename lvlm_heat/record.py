@@ -55,8 +55,9 @@ class TokenScore:
                 "selected_by": list(self.selected_by)}
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> TokenScore:
-        return cls(data["index"], data["text"], _float(data.get("log_prob_image")),
+    def from_dict(cls, data: dict[str, Any], index: int = 0) -> TokenScore:
+        """The inverse of :meth:`to_dict` (``index``: the token's position, where ``data`` does not say)."""
+        return cls(data.get("index", index), data["text"], _float(data.get("log_prob_image")),
                    _float(data.get("log_prob_baseline")), bool(data.get("special")), bool(data.get("selected")),
                    data.get("log_prob_local"), list(data.get("selected_by") or []))
 
@@ -284,7 +285,7 @@ class ExplanationRecord:
             question=data.get("question") or "",
             answer=data.get("answer") or "",
             status=status if status in STATUSES else FAILED,
-            tokens=[TokenScore.from_dict(t) for t in data.get("tokens") or []],
+            tokens=[TokenScore.from_dict(t, k) for k, t in enumerate(data.get("tokens") or [])],
             deletion=None if curves.get("deletion") is None else Curve.from_dict(curves["deletion"]),
             insertion=None if curves.get("insertion") is None else Curve.from_dict(curves["insertion"]),
             p_image=_float(data.get("p_image")),

@@ -1,5 +1,5 @@
-"""``report.html``, the answer strip, the correctness split of the summary, notebook display, and the
-report in a real (headless) browser."""
+"""``report.html``, the answer strip, the correctness split of the summary, notebook display, the templates
+they are rendered from, and the report in a real (headless) browser."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import os
 import re
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -20,12 +21,13 @@ from chromium import REQUIRE_ENV, Browser, find_chromium
 from conftest import textured_image
 from PIL import Image
 
+from lvlm_heat.metrics import box_mass, pointing_hit
 from lvlm_heat.metrics.curves import Curve
-from lvlm_heat.record import EXPLAINED, FAILED, NOT_GROUNDED, Explanation, TokenScore, WordMap
+from lvlm_heat.record import EXPLAINED, FAILED, NOT_GROUNDED, ExplanationRecord, TokenScore, WordMap, failed_record
 from lvlm_heat.reporting.outputs import write_json_atomic, write_pair_outputs
 from lvlm_heat.reporting.report import read_run, write_report
-from lvlm_heat.reporting.strip import llr_colour, strip_html
-from lvlm_heat.reporting.summary import correctness_split, is_correct, summary_row, write_summary
+from lvlm_heat.reporting.strip import llr_colour, strip_html, strip_markdown
+from lvlm_heat.reporting.summary import correctness_split, summary_row, write_summary
 
 ROOT = Path(__file__).parents[1]
 PAIRS = 100
@@ -50,7 +52,11 @@ def _blob(height: int, width: int, row: float, column: float) -> np.ndarray:
     return np.exp(-((y - row) ** 2 + (x - column) ** 2) / 40.0).astype(np.float32)
 
 
-def _pair(k: int, image: Image.Image) -> Explanation:
+def _plausibility(saliency: np.ndarray, box) -> tuple[bool, float]:
+    return pointing_hit(torch.from_numpy(saliency), box), box_mass(torch.from_numpy(saliency), box)
+
+
+def _pair(k: int, image: Image.Image) -> ExplanationRecord:
     """Pair ``k`` of the synthetic run: every 10th from the 8th is not grounded, every 3rd is a miss, every
     4th answer is wrong; pairs 0 and 1 have per-word maps."""
     correct = k % 4 != 3
@@ -58,7 +64,7 @@ def _pair(k: int, image: Image.Image) -> Explanation:
     grounded = k % 10 != 7
     tokens = _tokens(answer.split(), [0.0, 0.3 * k % 2, 0.0, 5.0 if grounded else 0.2],
                      [False, False, False, grounded])
-    explanation = Explanation(
+    explanation = ExplanationRecord(
         f"pair_{k:03d}", "What color is the circle?", answer, EXPLAINED if grounded else NOT_GROUNDED, tokens,
         folder=f"pair_{k:03d}", bbox=(4.0, 4.0, 24.0, 20.0), reference="red", model="synthetic",
         answer_match="normalised" if correct else None, image=image, seconds=1.0 + k / 10,
@@ -69,6 +75,7 @@ def _pair(k: int, image: Image.Image) -> Explanation:
         explanation.saliency = _blob(image.height, image.width, *((12, 14) if hit else (36, 50)))
         explanation.deletion, explanation.insertion = _curve(0.05 + k / 250, False), _curve(0.05 + k / 400, True)
         explanation.p_image, explanation.p_baseline = 0.9, 0.01
+        explanation.pointing_hit, explanation.box_mass = _plausibility(explanation.saliency, explanation.bbox)
     if grounded and k < 2:
         explanation.tokens[1].selected = explanation.tokens[3].selected = True
         explanation.words = [
@@ -77,16 +84,18 @@ def _pair(k: int, image: Image.Image) -> Explanation:
             WordMap(3, explanation.answer.split()[-1], [3], explanation.saliency, explanation.deletion,
                     explanation.insertion, 0.9, 0.01),
         ]
+        for word in explanation.words:
+            word.pointing_hit, word.box_mass = _plausibility(word.saliency, explanation.bbox)
     return explanation
 
 
-def _failure(k: int) -> dict:
+def _failure(k: int) -> ExplanationRecord:
     """A failed pair's record, as the dataset run writes it."""
-    return {"id": f"pair_{k:03d}", "folder": f"pair_{k:03d}", "status": FAILED, "question": "What?", "reference": "red",
-            "reason": "LvlmHeatError: image not found: gone.png", "seconds": 0.01}
+    return failed_record(f"pair_{k:03d}", f"pair_{k:03d}", "What?", "LvlmHeatError: image not found: gone.png",
+                         "red", 0.01)
 
 
-def write_synthetic_run(run_dir: Path, count: int = PAIRS, drawn: tuple[int, ...] = WITH_FILES) -> list[dict]:
+def write_synthetic_run(run_dir: Path, count: int = PAIRS, drawn: tuple[int, ...] = WITH_FILES) -> list[ExplanationRecord]:
     """A dataset run's folder of ``count`` pairs (every 10th from the 10th failed), with its summary; the
     pairs ``drawn`` get their figures too."""
     from lvlm_heat.dataset_run import DatasetMetrics
@@ -95,20 +104,14 @@ def write_synthetic_run(run_dir: Path, count: int = PAIRS, drawn: tuple[int, ...
     metrics, records = DatasetMetrics(sync=False), []
     for k in range(count):
         folder = run_dir / f"pair_{k:03d}"
-        if k % 10 == 9:
-            record, saliency = _failure(k), None
-            write_json_atomic(folder / "result.json", record)
+        record = _failure(k) if k % 10 == 9 else _pair(k, image)
+        if k in drawn and record.status != FAILED:
+            write_pair_outputs(folder, record)
         else:
-            explanation = _pair(k, image)
-            if k in drawn:
-                record = write_pair_outputs(folder, image, explanation)
-            else:
-                record = explanation.to_dict()
-                write_json_atomic(folder / "result.json", record)
-            saliency = explanation.saliency
-        metrics.update(record, saliency)
+            write_json_atomic(folder / "result.json", record.to_dict())
+        metrics.update(record)
         records.append(record)
-    write_summary(run_dir, [summary_row(r) for r in records], metrics.compute(), "synthetic")
+    write_summary(run_dir, records, metrics.compute(), "synthetic")
     return records
 
 
@@ -169,22 +172,23 @@ def test_summary_splits_the_scores_by_correct_and_wrong_answers(tmp_path):
     assert [r["correct"] for r in rows] == [_expected(k)["correct"] for k in range(20)]
     split = summary["by_correctness"]
     for name, wanted in (("correct", True), ("wrong", False)):
-        chosen = [r for r in records if r["status"] == EXPLAINED and is_correct(r) is wanted]
+        chosen = [r for r in records if r.status == EXPLAINED and r.correct is wanted]
         assert split[name]["explained"] == len(chosen)
-        assert split[name]["deletion_auc"]["mean"] == pytest.approx(np.mean([r["deletion_auc"] for r in chosen]))
-        assert split[name]["insertion_auc"]["mean"] == pytest.approx(np.mean([r["insertion_auc"] for r in chosen]))
-        hits = [r["pointing_hit"] for r in chosen]
+        assert split[name]["deletion_auc"]["mean"] == pytest.approx(np.mean([r.deletion_auc for r in chosen]))
+        assert split[name]["insertion_auc"]["mean"] == pytest.approx(np.mean([r.insertion_auc for r in chosen]))
+        hits = [r.pointing_hit for r in chosen]
         assert split[name]["pointing_game"] == {"count": sum(hits), "of": len(hits), "share": sum(hits) / len(hits)}
-        assert split[name]["box_mass"]["mean"] == pytest.approx(np.mean([r["box_mass"] for r in chosen]))
+        assert split[name]["box_mass"]["mean"] == pytest.approx(np.mean([r.box_mass for r in chosen]))
     assert split["wrong"]["pairs"] == 4 and split["correct"]["pairs"] == 14  # 3, 7, 11, 15 wrong; 9, 19 failed
     assert summary["correct"] == {"count": 14, "of": 18, "share": 14 / 18}
     assert summary["reliance"]["answered_without_image"] == {"count": 4, "of": 18, "share": 4 / 18}  # 0, 5, 10, 15
     header = (tmp_path / "run" / "summary.csv").read_text().splitlines()[0].split(",")
     assert {"correct", "no_image_ratio", "answered_without_image"} <= set(header)
     # without references there is nothing to split; a record from before 'correct' existed still says
-    assert correctness_split([summary_row({**r, "reference": None, "correct": None}) for r in records]) is None
+    assert correctness_split([summary_row(replace(r, reference=None)) for r in records]) is None
     old = {"status": EXPLAINED, "reference": "red", "answer_match": None}
-    assert is_correct(old) is False and is_correct({**old, "answer_match": "exact"}) is True
+    assert ExplanationRecord.from_dict(old).correct is False
+    assert ExplanationRecord.from_dict({**old, "answer_match": "exact"}).correct is True
 
 
 def test_report_of_a_100_pair_run(synthetic_run):
@@ -202,8 +206,8 @@ def test_report_of_a_100_pair_run(synthetic_run):
         "pair_000/words.png"
     assert pairs[3]["tokens"][3][:4] == ["blue", "#67001f", True, True]  # LLR 5 saturates; explained
     assert pairs[9]["status"] == FAILED and "image not found" in pairs[9]["reason"]
-    explained = [r for r in read_run(synthetic_run) if r["status"] == EXPLAINED]
-    mean = np.mean([r["deletion_auc"] for r in explained])
+    explained = [r for r in read_run(synthetic_run) if r.status == EXPLAINED]
+    mean = np.mean([r.deletion_auc for r in explained])
     assert f"<td>{mean:.3f}</td>" in page  # the dataset mean at the top
     assert page.count("<svg") == 4 and "Focus versus correctness" in page  # 3 histograms and the pointing game
     assert not re.search(r"""(src|href)=['"]?(https?:)?//""", page)  # offline: nothing fetched from anywhere
@@ -221,14 +225,14 @@ def test_report_of_a_run_stopped_before_its_summary(synthetic_run, tmp_path):
 
 
 def test_report_command_gives_one_line_for_a_bad_folder(tmp_path, capsys):
-    from lvlm_heat.report import main
+    from lvlm_heat.cli import main, report
 
-    result = subprocess.run([sys.executable, "-m", "lvlm_heat.report", str(tmp_path / "nowhere")], capture_output=True,
-                            text=True, check=False, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    result = subprocess.run([sys.executable, "-m", "lvlm_heat", "report", str(tmp_path / "nowhere")],
+                            capture_output=True, text=True, check=False, env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert result.returncode == 1 and result.stderr.count("\n") == 1 and "nowhere is missing" in result.stderr
     (tmp_path / "stray").mkdir()
     with pytest.raises(SystemExit) as exit_status:
-        main([str(tmp_path)])
+        main([str(tmp_path)], report, "lvlm-heat report")
     error = capsys.readouterr().err
     assert exit_status.value.code == 1 and error.count("\n") == 1 and "holds no results" in error
 
@@ -266,6 +270,83 @@ def test_tensorboard_gets_the_answer_strip(tmp_path):
     assert "answer/strip" in events.Tags()["images"]
     text = events.Tensors("answer/tokens/text_summary")[0].tensor_proto.string_val[0].decode()
     assert "**red +6.00**" in text and "circle +0.10" in text
+
+
+def test_strip_markdown_is_the_text_tensorboard_gets():
+    tokens = _tokens(["the", "circle", "is", "red"], [0.0, 0.1, -1.25, 6.0], [False, True, False, True])
+    tokens.insert(2, {"text": " unscored", "llr": None, "selected": False, "special": False})
+    assert strip_markdown(tokens) == \
+        "the +0.00 **circle +0.10** is -1.25 **red +6.00**  \n(LLR per token; **bold** = explained)"
+    assert strip_markdown([]) == "  \n(LLR per token; **bold** = explained)"
+    assert strip_markdown([{"text": "a&b<i>", "llr": 1.0}]).startswith("a&b<i> +1.00")  # markdown: not escaped
+
+    class Writer:  # what log_answer_strip sends to TensorBoard
+        def add_image(self, *args, **kwargs):
+            pass
+
+        def add_text(self, tag, text, step):
+            self.text = text
+
+    from lvlm_heat.reporting.tensorboard import log_answer_strip
+
+    writer = Writer()
+    log_answer_strip(writer, tokens)
+    assert strip_markdown(tokens) == writer.text
+
+
+def test_report_and_notebook_show_the_same_strip(synthetic_run):
+    from lvlm_heat.reporting.notebook import explanation_html
+
+    explained = _pair(1, textured_image(48, 64))
+    strip = _page_data(synthetic_run / "report.html")["pairs"][1]["strip"]
+    assert strip == strip_html(explained.tokens) and strip in explanation_html(explained)  # one renderer
+    assert strip.count('class="tok sel"') == 2 and strip.count('class="tok"') == 2
+
+
+def test_markup_in_the_data_is_escaped_everywhere(tmp_path):
+    from lvlm_heat.reporting.notebook import explanation_html
+
+    hostile = "<img src=x onerror=\"window.pwned=1\">"
+    tokens = [{"text": text, "log_prob_image": -0.1, "log_prob_baseline": -0.1 - llr, "selected": selected}
+              for text, llr, selected in (("<script>", 2.0, True), (" &", -1.0, False), (" " + hostile, 0.0, False))]
+    run_dir = tmp_path / "run"
+    write_json_atomic(run_dir / "run.json", {"identity": {"model": "<script>window.pwned=1</script> & co"}})
+    write_json_atomic(run_dir / "p" / "result.json", {"id": "p", "status": NOT_GROUNDED, "tokens": tokens,
+                                                      "question": f"<script>x</script> & {hostile}"})
+    page = write_report(run_dir).read_text()
+    assert page.count("<script") == 2 and "<img" not in page  # the data blob and the page's script only
+    assert "model &lt;script&gt;window.pwned=1&lt;/script&gt; &amp; co;" in page
+    strip = _page_data(run_dir / "report.html")["pairs"][0]["strip"]
+    assert ">&lt;script&gt;</span> <span" in strip and ">&amp;</span>" in strip and "<img" not in strip
+    explanation = _pair(7, textured_image(48, 64))
+    explanation.question, explanation.tokens = f"<script>x</script> & {hostile}", tokens
+    notebook = explanation_html(explanation)
+    assert "<script" not in notebook and "<img" not in notebook and "&lt;script&gt;x&lt;/script&gt; &amp; " in notebook
+    if find_chromium() is None and not os.environ.get(REQUIRE_ENV):
+        return
+    with Browser(_browser_or_skip()) as browser:
+        page = browser.open((run_dir / "report.html").as_uri())
+        assert page.evaluate("[...document.querySelectorAll('.tok')].map(t => t.textContent)") == \
+            ["<script>", "&", hostile]
+        assert page.evaluate("document.querySelector('.q').textContent") == f"Q<script>x</script> & {hostile}"
+        assert page.evaluate("window.pwned === undefined && document.querySelectorAll('main img').length === 0")
+        assert page.errors() == []
+
+
+def test_templates_are_package_data_found_through_the_package():
+    from importlib.resources import files
+
+    from jinja2 import PackageLoader
+
+    from lvlm_heat.reporting.templates import ENVIRONMENT
+
+    names = ["charts.svg.j2", "explanation.html.j2", "report.css", "report.html.j2", "report.js", "strip.html.j2"]
+    assert isinstance(ENVIRONMENT.loader, PackageLoader) and ENVIRONMENT.loader.package_name == "lvlm_heat.reporting"
+    assert all((files("lvlm_heat.reporting") / "templates" / name).is_file() for name in names)
+    assert set(names) <= set(ENVIRONMENT.list_templates())
+    assert all(ENVIRONMENT.autoescape(name) for name in names if name.endswith(".j2"))
+    assert Path(ENVIRONMENT.get_template("strip.html.j2").filename).parent == Path(files("lvlm_heat.reporting")) / \
+        "templates"
 
 
 def _browser_or_skip() -> str:

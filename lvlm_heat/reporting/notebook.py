@@ -1,4 +1,4 @@
-"""An :class:`~lvlm_heat.record.Explanation` in a notebook: as HTML, and as a matplotlib figure.
+"""An :class:`~lvlm_heat.record.ExplanationRecord` in a notebook: as HTML, and as a matplotlib figure.
 
 :func:`explanation_html` is what Jupyter shows for an explanation (the overlay as an embedded PNG,
 the answer strip, the AUCs); :func:`explanation_figure` returns the overlay figure with its strip
@@ -6,28 +6,28 @@ the answer strip, the AUCs); :func:`explanation_figure` returns the overlay figu
 touches ``pyplot``.
 
 The overlay needs the image: pass it, or it is opened from ``explanation.image_path``; without
-either, the heatmap is shown on its own.
+either, the heatmap is shown on its own. The HTML comes from the package's ``explanation.html.j2``, whose
+answer strip is the report's (the same macro, the same string). The record's own display methods call this
+module, so it types the record ``Any`` rather than import it.
 """
 
 from __future__ import annotations
 
 import base64
-import html
 import io
-import math
-from typing import TYPE_CHECKING
+from typing import Any
 
 import numpy as np
 from matplotlib.figure import Figure
 from PIL import Image
 
-from lvlm_heat.reporting.strip import strip_html
+from lvlm_heat.reporting.strip import strip_view
+from lvlm_heat.reporting.templates import number, render
 
-if TYPE_CHECKING:
-    from lvlm_heat.record import Explanation
+EXPLANATION_TEMPLATE = "explanation.html.j2"
 
 
-def _image_of(explanation: Explanation, image: Image.Image | None) -> Image.Image | None:
+def _image_of(explanation: Any, image: Image.Image | None) -> Image.Image | None:
     if image is not None:
         return image.convert("RGB")
     own = getattr(explanation, "image", None)
@@ -44,7 +44,7 @@ def _image_of(explanation: Explanation, image: Image.Image | None) -> Image.Imag
     return None
 
 
-def _canvas(explanation: Explanation, image: Image.Image | None) -> Image.Image:
+def _canvas(explanation: Any, image: Image.Image | None) -> Image.Image:
     """What the heatmap is drawn over: the image, or a grey field of the saliency's size."""
     found = _image_of(explanation, image)
     if found is not None:
@@ -59,11 +59,7 @@ def _png(array: np.ndarray) -> str:
     return base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
-def _fmt(value: float | None) -> str:
-    return "n/a" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.3f}"
-
-
-def explanation_html(explanation: Explanation, image: Image.Image | None = None, width: int = 360) -> str:
+def explanation_html(explanation: Any, image: Image.Image | None = None, width: int = 360) -> str:
     """The explanation as one self-contained HTML block (for ``_repr_html_``).
 
     Args:
@@ -79,36 +75,27 @@ def explanation_html(explanation: Explanation, image: Image.Image | None = None,
 
     rows = [("status", explanation.status.replace("_", " "))]
     if explanation.saliency is not None:
-        rows += [("deletion AUC", _fmt(explanation.deletion_auc)), ("insertion AUC", _fmt(explanation.insertion_auc)),
-                 ("p(I) / p(B)", f"{_fmt(explanation.p_image)} / {_fmt(explanation.p_baseline)}")]
+        rows += [("deletion AUC", number(explanation.deletion_auc)),
+                 ("insertion AUC", number(explanation.insertion_auc)),
+                 ("p(I) / p(B)", f"{number(explanation.p_image)} / {number(explanation.p_baseline)}")]
         if explanation.unstable:
             rows.append(("note", "unstable normalisation: p(I) - p(B) below min_gap"))
     if explanation.bbox is not None and explanation.saliency is not None:
         rows += [("pointing game", "hit" if explanation.pointing_hit else "miss"),
-                 ("box mass", _fmt(explanation.box_mass))]
+                 ("box mass", number(explanation.box_mass))]
     for word in explanation.words or []:
-        rows.append((f"map of {word.word!r}", f"deletion {_fmt(word.deletion.auc)}, insertion {_fmt(word.insertion.auc)}"))
+        rows.append((f"map of {word.word!r}",
+                     f"deletion {number(word.deletion.auc)}, insertion {number(word.insertion.auc)}"))
     if explanation.reference is not None:
         rows.append(("reference", f"{explanation.reference} (match: {explanation.answer_match or 'none'})"))
-    table = "".join(f"<tr><th style='text-align:left;font-weight:normal;color:#666;padding-right:12px'>"
-                    f"{html.escape(k)}</th><td>{html.escape(v)}</td></tr>" for k, v in rows)
-    picture = ""
+    overlay = None
     if explanation.saliency is not None:
-        overlay = heatmap_overlay(_canvas(explanation, image), explanation.saliency)
-        picture = (f"<img src='data:image/png;base64,{_png(overlay)}' style='width:{width}px;max-width:100%;"
-                   "image-rendering:auto' alt='saliency over the image (red = important)'>")
-    else:
-        picture = "<p style='color:#666'>no heatmap: no answer token depends on the image</p>"
-    return (
-        "<div class='lvlm-heat' style='display:flex;flex-wrap:wrap;gap:14px;align-items:flex-start'>"
-        f"<div>{picture}</div><div style='min-width:260px;max-width:560px'>"
-        f"<p style='margin:2px 0'><b>Q</b> {html.escape(explanation.question)}</p>"
-        f"<p style='margin:6px 0'><b>A</b> {strip_html(explanation.tokens)}</p>"
-        f"<table style='border-collapse:collapse'>{table}</table></div></div>"
-    )
+        overlay = _png(heatmap_overlay(_canvas(explanation, image), explanation.saliency))
+    return render(EXPLANATION_TEMPLATE, question=explanation.question, tokens=strip_view(explanation.tokens),
+                  rows=rows, overlay=overlay, width=width)
 
 
-def explanation_figure(explanation: Explanation, image: Image.Image | None = None) -> Figure:
+def explanation_figure(explanation: Any, image: Image.Image | None = None) -> Figure:
     """The overlay figure (image, heatmap, answer strip) with the deletion and insertion curves beside it
     and, with per-word maps, a row of them.
 

@@ -5,13 +5,16 @@ than the baseline does, blue where less, white where the image changes nothing. 
 ``±LLR_SCALE`` nats, the same scale in every pair, so strips compare across a report. Selected (explained)
 tokens are boxed and bold. Special tokens (end of sequence, ...) are left out, as the console does.
 
-The same strip comes as HTML (:func:`strip_html`, inline styles only, for the report and notebooks) and
-drawn with matplotlib (:func:`draw_strip` on an axis, :func:`strip_figure` on its own; no ``pyplot``).
+:func:`strip_tokens` (which tokens, and how they are spaced) and :func:`llr_colour` (their colour) are the
+one rule of every rendering. The text renderings come from one template macro (``strip.html.j2``):
+:func:`strip_html`, inline styles only, for the report and notebooks, and :func:`strip_markdown` for
+TensorBoard's text. :func:`draw_strip` (on an axis) and :func:`strip_figure` (on its own) draw the same
+strip with matplotlib, for PNG figures (no ``pyplot``).
 """
 
 from __future__ import annotations
 
-import html
+import functools
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -22,11 +25,14 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.transforms import ScaledTranslation
 
+from lvlm_heat.reporting.templates import macro
+
 LLR_SCALE = 4.0
 """Nats at which the colour saturates (``e^4``: the image makes the token about 55 times more likely)."""
 COLORMAP = "RdBu_r"
 MONO_ADVANCE = 0.6
 """Width of one monospace character in ems (DejaVu Sans Mono: 0.602), for laying tokens out without a renderer."""
+STRIP_TEMPLATE = "strip.html.j2"
 CAPTION = "answer tokens coloured by LLR = log p(token | image) - log p(token | baseline); boxed and bold = explained"
 
 
@@ -41,7 +47,8 @@ class StripToken:
 
 
 def strip_tokens(tokens: Iterable[Any]) -> list[StripToken]:
-    """The non-special tokens of ``result.json``'s ``tokens`` records or of :class:`~lvlm_heat.record.TokenScore`\\ s."""
+    """The non-special tokens of ``result.json``'s ``tokens`` records or of
+    :class:`~lvlm_heat.record.TokenScore`\\ s."""
     shown = []
     for token in tokens:
         field = token.get if isinstance(token, dict) else lambda name, t=token: getattr(t, name, None)
@@ -56,6 +63,12 @@ def strip_tokens(tokens: Iterable[Any]) -> list[StripToken]:
     return shown
 
 
+@functools.cache
+def _colormap() -> matplotlib.colors.Colormap:
+    """The colormap, looked up once (each lookup copies it, and a copy builds its table on first use)."""
+    return matplotlib.colormaps[COLORMAP]
+
+
 def llr_colour(llr: float | None) -> tuple[float, float, float]:
     """RGB in ``[0, 1]`` for an LLR: the diverging colormap at ``llr / LLR_SCALE``, clipped (grey for ``None``).
 
@@ -67,7 +80,7 @@ def llr_colour(llr: float | None) -> tuple[float, float, float]:
     if llr is None or math.isnan(llr):
         return (0.85, 0.85, 0.85)
     position = 0.5 + 0.5 * max(-1.0, min(1.0, llr / LLR_SCALE))
-    return tuple(float(c) for c in matplotlib.colormaps[COLORMAP](position)[:3])
+    return tuple(float(c) for c in _colormap()(position)[:3])
 
 
 def dark_background(llr: float | None) -> bool:
@@ -80,25 +93,38 @@ def hex_colour(colour: tuple[float, float, float]) -> str:
     return "#" + "".join(f"{round(255 * c):02x}" for c in colour)
 
 
+def strip_view(tokens: Iterable[Any]) -> list[dict[str, Any]]:
+    """What the strip template needs of each shown token: :class:`StripToken`'s fields, its colour and
+    whether it needs white text.
+
+    >>> strip_view([{"text": " red", "llr": 5.0, "selected": True}])
+    [{'text': 'red', 'llr': 5.0, 'selected': True, 'space_before': True, 'background': '#67001f', 'dark': True}]
+    """
+    return [{"text": t.text, "llr": t.llr, "selected": t.selected, "space_before": t.space_before,
+             "background": hex_colour(llr_colour(t.llr)), "dark": dark_background(t.llr)} for t in strip_tokens(tokens)]
+
+
+def _render_strip(tokens: Iterable[Any], flavour: str) -> str:
+    return str(macro("strip", STRIP_TEMPLATE)(strip_view(tokens), flavour))
+
+
 def strip_html(tokens: Iterable[Any]) -> str:
     """The strip as one HTML ``<span>`` with inline styles (a notebook or any page shows it as is).
 
     Each token's ``title`` gives its LLR and whether it was explained; explained tokens are bold and boxed.
+    The report's cards and the notebook display carry exactly this string.
     """
-    parts = []
-    for k, token in enumerate(strip_tokens(tokens)):
-        llr = "n/a" if token.llr is None else f"{token.llr:+.2f}"
-        text_colour = "#fff" if dark_background(token.llr) else "#111"
-        style = (f"background:{hex_colour(llr_colour(token.llr))};color:{text_colour};padding:1px 3px;"
-                 "border-radius:3px;")
-        if token.selected:
-            style += "font-weight:700;outline:2px solid #111;outline-offset:-1px;"
-        title = f"LLR {llr}" + (", explained" if token.selected else "")
-        gap = " " if token.space_before and k else ""
-        parts.append(f'{gap}<span class="tok{" sel" if token.selected else ""}" style="{style}" '
-                     f'title="{html.escape(title)}">{html.escape(token.text)}</span>')
-    body = "".join(parts) or '<span style="color:#777">(no answer tokens)</span>'
-    return f'<span class="strip" style="font-family:monospace;line-height:1.9">{body}</span>'
+    return _render_strip(tokens, "html")
+
+
+def strip_markdown(tokens: Iterable[Any]) -> str:
+    r"""The strip as markdown text (TensorBoard's ``answer/tokens``): each token with an LLR followed by it,
+    explained ones in bold, then a caption line (after a markdown line break). Not HTML-escaped.
+
+    >>> strip_markdown([{"text": "the", "llr": 0.1}, {"text": " red", "llr": 6.0, "selected": True}])
+    'the +0.10 **red +6.00**  \n(LLR per token; **bold** = explained)'
+    """
+    return _render_strip(tokens, "markdown")
 
 
 def _layout(tokens: list[StripToken], width_pt: float, fontsize: float) -> list[tuple[int, float, StripToken]]:

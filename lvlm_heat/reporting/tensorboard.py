@@ -134,9 +134,7 @@ class SaliencyImageLogger(Callback):
 def log_answer_strip(writer, tokens: list, step: int = 0) -> None:
     """The answer strip as the image ``answer/strip`` and as text ``answer/tokens`` (LLR per token,
     explained ones in bold)."""
-    from lvlm_heat.reporting.strip import strip_figure, strip_tokens
+    from lvlm_heat.reporting.strip import strip_figure, strip_markdown
 
     writer.add_image("answer/strip", figure_to_array(strip_figure(tokens)), step, dataformats="HWC")
-    text = " ".join(f"**{t.text} {t.llr:+.2f}**" if t.selected else f"{t.text} {t.llr:+.2f}"
-                    for t in strip_tokens(tokens) if t.llr is not None)
-    writer.add_text("answer/tokens", f"{text}  \n(LLR per token; **bold** = explained)", step)
+    writer.add_text("answer/tokens", strip_markdown(tokens), step)
