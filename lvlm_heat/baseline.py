@@ -1,4 +1,4 @@
-"""The "image removed" reference B of METHOD.md section 1.
+"""The "image removed" reference B (docs/method.md, 'Baseline').
 
 The default is a Gaussian blur so strong that only colour blobs remain. The paper sets its kernel
 from a table of image widths (101 to 501 px, sigma = kernel - 1), made for images of a few hundred
@@ -6,10 +6,8 @@ pixels: on a 6000 x 4000 photo a 501-px kernel is a twelfth of the image and lea
 recognisable. The default (``blur``) keeps the paper's kernel shape but scales it with the image:
 ``max(101, 0.8 x long side)`` px, the ratio the table gives the small images it was tuned on (a
 101-px kernel on a 128-px image), so that an object a quarter of the image wide is hidden at any
-size, and an upscaled image gets the upscaled baseline (EXPERIMENTS.md: at 0.3 of the side, the
-table's ratio at 336-1000 px, a 512-px demo scene kept a colour blob of the queried object and
-14% of its grounded words went unselected). Large images are blurred at a
-working size of at most 256 px on the long side and resized back (a blur this wide has no detail
+size, and an upscaled image gets the upscaled baseline (why not a smaller ratio: EXPERIMENTS.md).
+Large images are blurred at a working size of at most 256 px on the long side and resized back (a blur this wide has no detail
 that the working size could lose), so a 24-megapixel photo costs well under a second.
 ``blur_table`` is the paper's rule, ``black`` and ``noise`` the paper's alternatives.
 """

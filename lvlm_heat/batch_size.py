@@ -1,4 +1,4 @@
-"""``--optim.batch_size auto``: the largest batch of composites that fits, measured once per run.
+"""``--optim.batch_size auto``: the largest batch of composites that fits, measured once per loaded model.
 
 On a GPU the probe runs what the optimisation runs, a forward and backward pass of deletion
 composites through the model, at batch sizes 1, 2, 4, ... up to a cap (the most composites any

@@ -225,7 +225,8 @@ def measure(adapter: Adapter, query: Query, explain: ExplainConfig | None, repea
     probe_seconds = time.perf_counter() - start
     resolved = replace(config, optim=replace(config.optim, batch_size=prepared.scorer.batch_size))
     optim = resolved.optim
-    explain_pair(adapter, replace(query), replace(resolved, optim=replace(optim, iterations=1, curve_steps=4)))  # warm-up
+    warm_up = replace(resolved, optim=replace(optim, iterations=1, curve_steps=4))
+    explain_pair(adapter, replace(query), warm_up)
     if adapter.device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(adapter.device)
     batched = method(resolved, repeats)

@@ -82,8 +82,14 @@ def explain(
     from lvlm_heat.dataset_run import run_dataset
     from lvlm_heat.reporting.console import describe, quiet_libraries, summary_line
     from lvlm_heat.reporting.report import write_report
-    from lvlm_heat.reporting.run_folder import RUN_DIR_ENV, RunLock, check_identity, launching_process, \
-        prepare_run_dir, run_dir
+    from lvlm_heat.reporting.run_folder import (
+        RUN_DIR_ENV,
+        RunLock,
+        check_identity,
+        launching_process,
+        prepare_run_dir,
+        run_dir,
+    )
 
     quiet_libraries()
     explain = explain or ExplainConfig()

@@ -199,7 +199,7 @@ class ExplainConfig:
     """Length limit of the generated answer."""
     min_gap: float = 0.05
     """Flag pairs whose ``p(I) - p(B)`` is below this: their normalised curves are unstable, and flagged pairs
-    are left out of the mean AUCs (0 flags none)."""
+    are left out of the mean AUCs (0 flags only pairs whose baseline scores above the image)."""
     curve_margin: float = 0.1
     """Flag pairs whose normalised deletion or insertion curve leaves ``[0, 1]`` by more than this: the mask found
     a perturbation that changes the answer more than removing the evidence does, so the AUCs do not mean what

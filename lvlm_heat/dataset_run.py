@@ -22,8 +22,8 @@ from __future__ import annotations
 import logging
 import time
 import warnings
-from dataclasses import replace
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 

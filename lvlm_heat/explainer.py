@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -61,7 +62,7 @@ class MaskExplainer(LightningModule):
         if words and config.masks != 1:
             raise LvlmHeatError("per-word maps take one mask per word: use them with --optim.masks 1")
         self.groups = prepared.groups.to(device).float()  # (G, T) tokens scored by each group of masks
-        self.probabilities = [prepared.probabilities(g) for g in range(len(self.groups))]
+        self.probabilities = list(prepared.probabilities)
         # one mask, the iGOS++ pair (deletion mask, insertion mask), or the joint mask and one per word:
         # (slices, 1, h, w), 1 = keep; slice_group[s] is the token group whose score slice s is optimised for
         slices = len(self.groups) if words else config.masks
@@ -217,16 +218,31 @@ class MaskExplainer(LightningModule):
         self.log_dict(aucs, on_step=False, on_epoch=True, batch_size=1)
 
 
+@dataclass(frozen=True)
+class OptimisedMask:
+    """What the optimisation gives the rest of the method.
+
+    Attributes:
+        masks: ``(G, 1, h, w)`` the final mask of each group (1 = keep): the joint map's, then each word's.
+        curves: Per group, the deletion and insertion curves of its mask.
+        history: Per iteration, every loss term (as logged).
+    """
+
+    masks: Tensor
+    curves: list[tuple[Curve, Curve]]
+    history: list[dict[str, float]]
+
+
 def optimise_mask(prepared: Prepared, config: OptimConfig, initial: Tensor | None = None, *,
                   logger: Logger | None = None, callbacks: Sequence[Callback] = (),
-                  trainer_overrides: dict[str, Any] | None = None) -> MaskExplainer:
+                  trainer_overrides: dict[str, Any] | None = None) -> OptimisedMask:
     """Optimise the pair's mask and draw its curves: ``fit`` over ``config.iterations``, then ``test``.
 
     The trainer is the pair's own, on the model's device, in full precision (the mask and the loss; the model
     runs in its own dtype). The phases ``optimise`` and ``curves`` are timed on ``prepared.clock``.
 
     Returns:
-        The fitted module: its ``final_masks()``, ``curves`` and ``history``.
+        The final masks, their curves and the loss history.
     """
     device = prepared.scorer.adapter.device
     settings = dict(
@@ -249,4 +265,4 @@ def optimise_mask(prepared: Prepared, config: OptimConfig, initial: Tensor | Non
     prepared.clock.lap("optimise")
     trainer.test(module, dataloaders=DataLoader([0], batch_size=None), verbose=False)
     prepared.clock.lap("curves")
-    return module
+    return OptimisedMask(module.final_masks().detach(), module.curves, module.history)

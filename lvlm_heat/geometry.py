@@ -1,4 +1,4 @@
-"""Where a processed view's pixels come from in the original image (METHOD.md section 4).
+"""Where a processed view's pixels come from in the original image (docs/method.md, 'Mask and composites').
 
 A Hugging Face image processor pads, resizes and crops; each step only moves the
 window of the original image a view looks at and changes its resolution. A

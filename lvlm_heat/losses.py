@@ -1,4 +1,4 @@
-"""The loss terms of METHOD.md section 5, as small pure functions.
+"""The loss terms of docs/method.md, 'Loss', as small pure functions.
 
 The full objective of one iteration ``i`` is::
 

@@ -1,4 +1,4 @@
-"""The iGOS update rule (METHOD.md section 6): Nesterov momentum on a clamped mask.
+"""The iGOS update rule (docs/method.md, 'Update rule'): Nesterov momentum on a clamped mask.
 
 ::
 

@@ -22,7 +22,7 @@ from lvlm_heat.adapters.base import Adapter
 from lvlm_heat.config import ExplainConfig
 from lvlm_heat.data.answers import answer_matches
 from lvlm_heat.data.pairs import Query
-from lvlm_heat.explainer import MaskExplainer, optimise_mask
+from lvlm_heat.explainer import OptimisedMask, optimise_mask
 from lvlm_heat.geometry import upsample_to_image
 from lvlm_heat.metrics.functional import box_mass, pointing_hit
 from lvlm_heat.prepare import Prepared, prepare
@@ -55,17 +55,17 @@ def explain_pair(adapter: Adapter, query: Query, config: ExplainConfig | None = 
     quiet_libraries()
     prepared = prepare(adapter, query, config)
     record = _record(adapter, prepared, config)
-    if prepared.explained:
+    if prepared.selected.any():
         initial = initial_mask(prepared, config.warm_start)
         prepared.clock.lap("prepare")  # the warm start's passes: forward only, like the selection's
-        callbacks = [SaliencyImageLogger(query.image, prepared.tokens, [f"{w.position}_{w.text}"
-                                                                         for w in prepared.own_words])]
+        own = [f"{w.position}_{w.text}" for w, group in zip(prepared.words, prepared.word_groups) if group]
+        callbacks = [SaliencyImageLogger(query.image, prepared.tokens, own)]
         if progress:
             callbacks.append(IterationProgress())
         logger = PairLogger(Path(log_dir) / query.folder) if log_dir is not None else None
-        module = optimise_mask(prepared, config.optim, initial, logger=logger, callbacks=callbacks,
-                               trainer_overrides=trainer_overrides)
-        _add_maps(record, prepared, module, config)
+        optimised = optimise_mask(prepared, config.optim, initial, logger=logger, callbacks=callbacks,
+                                  trainer_overrides=trainer_overrides)
+        _add_maps(record, prepared, optimised, config)
     if prepared.scorer is not None:  # batch_size auto: the number it stood for
         record.settings["optim"]["batch_size"] = prepared.scorer.batch_size
     record.seconds, record.timings = prepared.clock.seconds, dict(prepared.clock.laps)
@@ -84,9 +84,8 @@ def _record(adapter: Adapter, prepared: Prepared, config: ExplainConfig) -> Expl
     )
 
 
-def _add_maps(record: ExplanationRecord, prepared: Prepared, module: MaskExplainer, config: ExplainConfig) -> None:
+def _add_maps(record: ExplanationRecord, prepared: Prepared, optimised: OptimisedMask, config: ExplainConfig) -> None:
     """The joint map, its curves and plausibility, and with per-word maps each word's."""
-    masks = module.final_masks().detach()
     size = prepared.inputs.image_size
 
     def plausibility(saliency: np.ndarray) -> tuple[bool | None, float | None]:
@@ -95,26 +94,22 @@ def _add_maps(record: ExplanationRecord, prepared: Prepared, module: MaskExplain
         image = torch.from_numpy(saliency)
         return pointing_hit(image, record.bbox), box_mass(image, record.bbox)
 
+    maps = [saliency_map(mask[None], size) for mask in optimised.masks]
     record.status = EXPLAINED
-    record.p_image, record.p_baseline = prepared.probabilities(0)
+    record.p_image, record.p_baseline = prepared.probabilities[0]
     record.unstable = record.p_image - record.p_baseline < config.min_gap
-    record.saliency = saliency_map(masks[:1], size)
-    record.deletion, record.insertion = module.curves[0]
+    record.saliency = maps[0]
+    record.deletion, record.insertion = optimised.curves[0]
     record.pointing_hit, record.box_mass = plausibility(record.saliency)
-    record.history = module.history
-    record.out_of_range = any(c.leaves_unit_range(config.curve_margin) for c in module.curves[0])
-    if config.maps != "per_word":
-        return
-    record.words, group = [], 0
-    for word in prepared.words:
-        if prepared.shares_joint_mask(word):
-            saliency, k = record.saliency, 0
-        else:
-            group += 1
-            saliency, k = saliency_map(masks[group : group + 1], size), group
-        p_image, p_baseline = prepared.probabilities(k)
-        record.words.append(WordMap(word.position, word.text, word.tokens, saliency, *module.curves[k], p_image,
-                                    p_baseline, p_image - p_baseline < config.min_gap, *plausibility(saliency)))
+    record.history = optimised.history
+    record.out_of_range = any(c.leaves_unit_range(config.curve_margin) for c in optimised.curves[0])
+    if config.maps == "per_word":
+        record.words = []
+        for word, group in zip(prepared.words, prepared.word_groups):
+            p_image, p_baseline = prepared.probabilities[group]
+            record.words.append(WordMap(word.position, word.text, word.tokens, maps[group], *optimised.curves[group],
+                                        p_image, p_baseline, p_image - p_baseline < config.min_gap,
+                                        *plausibility(maps[group])))
 
 
 def saliency_map(mask: Tensor, image_size: tuple[int, int]) -> np.ndarray:

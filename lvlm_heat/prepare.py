@@ -17,7 +17,6 @@ What it returns, :class:`Prepared`, holds everything the later steps read; nothi
 from __future__ import annotations
 
 import re
-import time
 from dataclasses import dataclass, field
 
 import torch
@@ -27,6 +26,7 @@ from torch import Tensor
 from lvlm_heat.adapters.base import Adapter, PreparedPair
 from lvlm_heat.baseline import make_baseline
 from lvlm_heat.batch_size import resolve_batch_size
+from lvlm_heat.clock import Clock
 from lvlm_heat.config import ExplainConfig
 from lvlm_heat.data.pairs import Query
 from lvlm_heat.errors import LvlmHeatError
@@ -39,42 +39,28 @@ EVIDENCE_SIDE = 0.5
 image lies whole in one of its overlapping regions."""
 
 
-class Clock:
-    """Wall time of consecutive phases (CUDA work finished before each reading)."""
-
-    def __init__(self) -> None:
-        self.start = self.last = time.perf_counter()
-        self.laps: dict[str, float] = {}
-
-    def lap(self, name: str) -> None:
-        """End the phase ``name`` now (a phase may resume: its times add up)."""
-        if torch.cuda.is_available():
-            torch.cuda.synchronize()
-        now = time.perf_counter()
-        self.laps[name] = self.laps.get(name, 0.0) + now - self.last
-        self.last = now
-
-    @property
-    def seconds(self) -> float:
-        return time.perf_counter() - self.start
-
-
 @dataclass
 class Prepared:
     """One pair, ready for the mask: its answer, the tokens explained, and the scorer of its composites.
+
+    Plain data: the later steps read its fields and never call back into this module.
 
     Attributes:
         query: The pair as asked (the image made RGB).
         baseline: The baseline image ``B``.
         answer: The explained answer's text (special tokens left out).
         tokens: Every answer token with its log-probabilities and whether it is explained.
+        selected: ``(T,)`` bool, the explained tokens (none: the pair is not visually grounded, and gets no map).
         reliance: The whole answer's log-probability given the image, the baseline and no image.
         inputs: The processor's outputs for ``I`` and ``B`` (``None`` for an empty answer).
         scorer: Scores the composites of ``inputs`` (``None`` for an empty answer).
         log_probs: ``(2, T)`` every answer token's log-probability given ``I`` and given ``B``.
-        words: With per-word maps, every word holding selected tokens; empty otherwise.
-        groups: ``(G, T)`` bool, the tokens each mask is scored on: the joint selection first, then each word
-            with a mask of its own (a word holding every selected token shares the joint mask).
+        groups: ``(G, T)`` bool, the tokens each mask is scored on: the joint selection first, then each word with
+            a mask of its own (a word holding every selected token shares the joint mask).
+        probabilities: Per group, the mean probability of its tokens given ``I`` and given ``B`` (the curves'
+            normalisation).
+        words: With per-word maps, every word holding selected tokens, in answer order; empty otherwise.
+        word_groups: The group (row of ``groups``) whose mask is each word's map: 0 for a word sharing the joint mask.
         warnings: What the user should know about the answer (words the tokenizer could not encode).
         clock: The pair's phases so far.
     """
@@ -82,38 +68,18 @@ class Prepared:
     query: Query
     baseline: Image.Image
     answer: str
-    tokens: list[TokenScore]
+    tokens: list[TokenScore] = field(default_factory=list)
+    selected: Tensor = field(default_factory=lambda: torch.zeros(0, dtype=torch.bool))
     reliance: dict[str, float | None] = field(default_factory=dict)
     inputs: PreparedPair | None = None
     scorer: CompositeScorer | None = None
     log_probs: Tensor | None = None
-    words: list[Word] = field(default_factory=list)
     groups: Tensor | None = None
+    probabilities: list[tuple[float, float]] = field(default_factory=list)
+    words: list[Word] = field(default_factory=list)
+    word_groups: list[int] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     clock: Clock = field(default_factory=Clock)
-
-    @property
-    def selected(self) -> Tensor:
-        """``(T,)`` bool: the explained tokens."""
-        return torch.tensor([t.selected for t in self.tokens], dtype=torch.bool)
-
-    @property
-    def explained(self) -> bool:
-        """Whether any token is explained (else the pair is not visually grounded: no map)."""
-        return any(t.selected for t in self.tokens)
-
-    @property
-    def own_words(self) -> list[Word]:
-        """The words with a mask of their own, in the order of ``groups[1:]``."""
-        return [w for w in self.words if not self.shares_joint_mask(w)]
-
-    def shares_joint_mask(self, word: Word) -> bool:
-        return set(word.tokens) == set(self.selected.nonzero().flatten().tolist())
-
-    def probabilities(self, group: int) -> tuple[float, float]:
-        """Mean probability of group ``group``'s tokens given ``I`` and given ``B`` (curve normalisation)."""
-        tokens = self.groups[group]
-        return float(self.log_probs[0, tokens].exp().mean()), float(self.log_probs[1, tokens].exp().mean())
 
 
 def prepare(adapter: Adapter, query: Query, config: ExplainConfig) -> Prepared:
@@ -164,12 +130,19 @@ def prepare(adapter: Adapter, query: Query, config: ExplainConfig) -> Prepared:
         config.select,
     )
     prepared.inputs, prepared.scorer, prepared.log_probs = inputs, scorer, log_probs
-    selected = prepared.selected
-    prepared.words = selected_words(prepared.tokens) if config.maps == "per_word" and selected.any() else []
-    rows = torch.zeros(len(prepared.own_words), len(selected), dtype=torch.bool)
-    for row, word in zip(rows, prepared.own_words):
-        row[word.tokens] = True
-    prepared.groups = torch.cat([selected[None], rows])
+    selected = prepared.selected = torch.tensor([t.selected for t in prepared.tokens], dtype=torch.bool)
+    if config.maps == "per_word" and selected.any():
+        prepared.words = selected_words(prepared.tokens)
+    joint = set(selected.nonzero().flatten().tolist())
+    rows = []
+    for word in prepared.words:  # a word holding every selected token has the joint mask, the others their own
+        own = set(word.tokens) != joint
+        prepared.word_groups.append(len(rows) + 1 if own else 0)
+        if own:
+            rows.append(torch.zeros(len(selected), dtype=torch.bool).index_fill_(0, torch.tensor(word.tokens), True))
+    prepared.groups = torch.stack([selected, *rows])
+    prepared.probabilities = [(float(log_probs[0, row].exp().mean()), float(log_probs[1, row].exp().mean()))
+                              for row in prepared.groups]
     clock.lap("prepare")
     return prepared
 

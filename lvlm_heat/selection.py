@@ -1,8 +1,8 @@
-"""Which answer tokens to explain (METHOD.md section 2).
+"""Which answer tokens to explain (docs/method.md, 'Token selection').
 
 The paper's rule (``llr``) keeps the tokens the image makes much more likely than the baseline
 does: ``LLR_t = log p(a_t | I) - log p(a_t | B) > alpha``, among content tokens (no special
-tokens, no whitespace or punctuation, no stop words). Its blind spot (METHOD.md): when the model's
+tokens, no whitespace or punctuation, no stop words). Its blind spot (docs/method.md): when the model's
 prior, or a colour blob the blur keeps, already favours the answer, the LLR is small although the
 word depends on one region. The default rule (``evidence``) also keeps a content token whose
 log-probability drops by more than ``alpha`` when a single region is replaced by the baseline, over

@@ -1,5 +1,5 @@
 """Every supported family, from a tiny checkpoint saved with plain ``save_pretrained``, through the
-measured geometry (METHOD.md section 4).
+measured geometry (docs/method.md, 'Mask and composites').
 
 For each family: the registry picks the expected adapter; the measured composite is exact at mask
 1 and 0 for square, wide and tall images; it matches processing the pixel-space composite for a

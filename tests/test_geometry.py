@@ -1,4 +1,4 @@
-"""The mask reaches the model through each processor's own geometry (METHOD.md section 4).
+"""The mask reaches the model through each processor's own geometry (docs/method.md, 'Mask and composites').
 
 Every family is checked on a non-square image whose best-fit grid (for tiled models) is
 not square: the composite is exact at mask 1 and 0 on every pixel tensor, and matches

@@ -172,3 +172,22 @@ def test_more_processes_than_pairs(tiny_llava, tmp_path):
     assert result.returncode == 0, result.stderr[-2000:]
     summary = json.loads((tmp_path / "out" / "summary.json").read_text())
     assert summary["pairs"] == 1 and summary["explained"] == 1
+
+
+def test_a_model_with_nan_weights_fails_the_pair_saying_so(tiny_llava, pair, tmp_path, capsys):
+    """Not finite logits are a broken model, not a finding about it: the pair fails with that reason, it is not
+    reported as 'not visually grounded'."""
+    import torch
+    from transformers import AutoProcessor, LlavaForConditionalGeneration
+
+    broken = tmp_path / "nan_llava"
+    model = LlavaForConditionalGeneration.from_pretrained(tiny_llava)
+    with torch.no_grad():
+        model.lm_head.weight[3] = float("nan")
+    model.save_pretrained(broken)
+    AutoProcessor.from_pretrained(tiny_llava).save_pretrained(broken)
+    summary = main(["--model", str(broken), *pair, "--output_dir", str(tmp_path / "run"), *FAST])
+    record = json.loads((tmp_path / "run" / "street" / "result.json").read_text())
+    assert record["status"] == "failed" and "logits are not finite" in record["reason"]
+    assert exit_status(summary) == PAIRS_FAILED
+    assert "failed: LvlmHeatError: the model's logits are not finite" in capsys.readouterr().out

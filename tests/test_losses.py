@@ -1,4 +1,4 @@
-"""Loss terms of METHOD.md section 5 on small tensors."""
+"""Loss terms of docs/method.md, 'Loss' on small tensors."""
 
 import math
 

@@ -1,4 +1,4 @@
-"""Deletion / insertion curves and AUC against hand-computed values (METHOD.md section 7)."""
+"""Deletion / insertion curves and AUC against hand-computed values (docs/method.md, 'Deletion and insertion metrics')."""
 
 import pytest
 import torch

@@ -1,4 +1,4 @@
-"""The update rule of METHOD.md section 6, step by step on a tiny tensor."""
+"""The update rule of docs/method.md, 'Update rule', step by step on a tiny tensor."""
 
 import pytest
 import torch

@@ -36,12 +36,13 @@ def test_correct_follows_the_reference():
 
 def test_demo_model_needs_the_image():
     """The demo LLaVA was trained only with images: without one its answer is improbable."""
+    from PIL import Image
+
     from lvlm_heat.adapters import load_adapter
     from lvlm_heat.config import ExplainConfig, OptimConfig
     from lvlm_heat.data import Query
     from lvlm_heat.demo import DEMO_PAIRS
     from lvlm_heat.pipeline import explain_pair
-    from PIL import Image
 
     adapter = load_adapter("demo", precision="fp32", device="cpu")
     result = explain_pair(adapter, Query(Image.open(DEMO_PAIRS.parent / "demo_1.png"), "What shape is the green object?"),

@@ -1,4 +1,4 @@
-"""Which answer tokens are explained (METHOD.md section 2)."""
+"""Which answer tokens are explained (docs/method.md, 'Token selection')."""
 
 import math
 

@@ -35,7 +35,7 @@ def _config(warm: float, rule: str = "evidence", windows: int = 7) -> ExplainCon
 
 def test_the_mask_starts_dipped_on_the_evidence():
     prepared, start = _start(RedBoxAdapter(RED), RED, _config(0.5))
-    assert prepared.explained
+    assert prepared.selected.any()
     assert start.shape == (1, 1, 16, 16) and 0.5 - 1e-6 <= float(start.min()) and float(start.max()) == 1.0
     dip = _dip(start[0])
     left, top, right, bottom = RED

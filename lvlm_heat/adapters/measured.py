@@ -15,7 +15,7 @@ lines; fitted to two smooth ramps the processor resamples its own way, they give
 centre to a fraction of a pixel, as a hand-written :class:`~lvlm_heat.geometry.ViewWindow` does.
 
 The mask is read at those points (bilinear from the mask cells, the rule of
-:func:`~lvlm_heat.geometry.sample_mask`) and blended (METHOD.md section 4): exact at mask 1 and 0
+:func:`~lvlm_heat.geometry.sample_mask`) and blended (docs/method.md, 'Mask and composites'): exact at mask 1 and 0
 by construction, and equal to processing the pixel-space composite up to resampling. Padding
 takes the mask of the nearest image point in its view (I and B hold the same value there, so only
 the pixels a resize mixes into it matter). Geometry and batching are measured once per image size.

@@ -9,7 +9,7 @@
   ``text``) with images in ``images/``.
 
 Multiple-choice benchmarks carry their options; with ``multiple_choice`` the prompt lists
-them and asks for the letter (METHOD.md section 2 says how a one-token answer is kept). Their
+them and asks for the letter (docs/method.md, 'Token selection' says how a one-token answer is kept). Their
 answers are the pairs' ``reference`` (explained instead of the model's only with ``explain_reference``),
 and a bad record is a pair with ``error``, as for the generic tables.
 """

@@ -1,8 +1,8 @@
 """What a user looks at: the heatmap overlay and the curve plot.
 
 The functions return data (an RGB array, a :class:`~matplotlib.figure.Figure`) and never show
-anything. They read an :class:`~lvlm_heat.record.ExplanationRecord` (typed ``Any`` here: the record's own
-display methods call this module, which therefore does not import it). Figures are made without ``pyplot``, so the user's matplotlib backend is never
+anything. They read an :class:`~lvlm_heat.record.ExplanationRecord` (typed ``Any`` here: the record's
+own display methods call this module, which therefore does not import it). Figures are made without ``pyplot``, so the user's matplotlib backend is never
 touched and nothing stays registered in pyplot's figure manager.
 """
 

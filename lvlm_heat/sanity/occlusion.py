@@ -4,7 +4,7 @@ Occlusion (Zeiler and Fergus, 2014, "Visualizing and Understanding Convolutional
 superpixels as Captum's ``FeatureAblation`` does it): hide one region at a time, one forward pass
 per region, and call a region as important as the selected answer tokens' score drops,
 ``score(I) - score(I with the region hidden)``, where ``score`` is the sum of their log-probabilities
-(METHOD.md section 3). Regions are a label map on the work grid
+(docs/method.md, 'Objective'). Regions are a label map on the work grid
 (:mod:`lvlm_heat.sanity.superpixels`); a hidden region is filled from a second image (the baseline
 B, or a flat colour) through the adapter's own geometry, exactly as the mask's composites are.
 

@@ -1,0 +1,44 @@
+"""The README's demo pairs, pinned: ``python train.py`` gives these peaks and AUCs.
+
+The values were recorded before the pipeline was split into its steps (prepare, warm start, optimisation,
+record) and must not move when the code is only reorganised. A change meant to alter results updates them in
+the same commit, saying why.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from lvlm_heat.cli import main
+from lvlm_heat.metrics import peak
+
+PINNED = {  # pair: (peak (row, col), deletion AUC, insertion AUC)
+    "demo": {
+        "demo_0": ((101, 81), 0.02951417863368988, 0.9904543161392212),
+        "demo_1": ((117, 13), 0.009817305020987988, 0.9530432820320129),
+        "demo_2": ((105, 73), 0.009497788734734058, 0.9901450872421265),
+        "demo_3": ((73, 13), 0.010637404397130013, 0.9726858139038086),
+    },
+    "demo-qwen2-vl": {
+        "demo_0": ((82, 94), 0.025711597874760628, 0.775732696056366),
+        "demo_1": ((101, 17), 0.009775158017873764, 0.9755358099937439),
+        "demo_2": ((101, 50), 0.031692564487457275, 0.9901228547096252),
+        "demo_3": ((77, 9), 0.009871126152575016, 0.9649856686592102),
+    },
+}
+
+
+@pytest.mark.parametrize("model", ["demo", pytest.param("demo-qwen2-vl", marks=pytest.mark.slow)])
+def test_the_readme_pairs_keep_their_peaks_and_aucs(model, tmp_path):
+    summary = main(["--model", model, "--output_dir", str(tmp_path), "--progress", "false"])
+    assert summary["explained"] == 4
+    for pair, (expected_peak, deletion, insertion) in PINNED[model].items():
+        record = json.loads((tmp_path / pair / "result.json").read_text())
+        saliency = np.load(tmp_path / pair / "saliency.npy")
+        assert peak(torch.from_numpy(saliency)) == expected_peak, pair
+        assert record["deletion_auc"] == pytest.approx(deletion, abs=1e-6), pair
+        assert record["insertion_auc"] == pytest.approx(insertion, abs=1e-6), pair
