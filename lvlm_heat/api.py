@@ -10,6 +10,8 @@
 from __future__ import annotations
 
 import hashlib
+import logging
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -17,12 +19,14 @@ from PIL import Image
 
 from lvlm_heat.adapters import load_adapter
 from lvlm_heat.config import ExplainConfig, ModelConfig, Precision
-from lvlm_heat.data.images import open_image
+from lvlm_heat.data.images import image_digest, open_image
 from lvlm_heat.data.pairs import Query
 from lvlm_heat.pipeline import explain_pair
-from lvlm_heat.record import ExplanationRecord
+from lvlm_heat.record import ExplanationRecord, differences
 from lvlm_heat.reporting.console import quiet_libraries
-from lvlm_heat.reporting.outputs import write_pair_outputs
+from lvlm_heat.reporting.outputs import read_finished, write_pair_outputs
+
+log = logging.getLogger(__name__)
 
 
 def content_id(image: Image.Image, question: str, answer: str | None = None) -> str:
@@ -78,7 +82,9 @@ class Explainer:
 
         ``pair_id`` defaults to the image file's stem, or for a PIL image to ``image_<hash>`` of the image,
         question and answer, so that explaining other pairs never overwrites earlier outputs; its
-        file-name-safe form names the folder.
+        file-name-safe form names the folder. A finished result already in that folder is returned as it is when
+        it is this pair's with these settings (same image bytes, question, given answer, model and settings);
+        otherwise the pair is explained again, saying what changed.
 
         Returns:
             An :class:`~lvlm_heat.record.ExplanationRecord`: ``saliency`` ``(H, W)`` over the original image,
@@ -90,10 +96,36 @@ class Explainer:
             path = Path(image)
             image, notes = open_image(path)
         pair_id = pair_id or (path.stem if path else content_id(image, question, answer))
-        query = Query(image, question, answer, pair_id, image_path=str(path) if path else None, image_notes=notes)
+        query = Query(image, question, answer, pair_id, image_path=str(path) if path else None, image_notes=notes,
+                      image_digest=image_digest(path) if path else "")
         folder = Path(output_dir) if output_dir is not None else None
+        if folder is not None:
+            finished = self._finished(folder / query.folder, query)
+            if finished is not None:
+                return finished
         record = explain_pair(self.adapter, query, self.config, log_dir=folder,
                               trainer_overrides=trainer_overrides or None)
         if folder is not None:
             write_pair_outputs(folder / record.folder, record)
         return record
+
+    def _finished(self, folder: Path, query: Query) -> ExplanationRecord | None:
+        """The finished record in ``folder`` when it is ``query``'s with this model and these settings."""
+        record = read_finished(folder)
+        if record is None:
+            return None
+        changed = differences(record, query.question, query.answer, query.image_digest)
+        if record.model != self.adapter.name or _results_settings(record.settings) != _results_settings(
+                asdict(self.config)):
+            changed.append("model or settings")
+        if changed:
+            log.warning("[%s] its %s changed since the result in %s: explaining it again", query.pair_id,
+                        " and ".join(changed), folder)
+            return None
+        record.image = query.image
+        return record
+
+
+def _results_settings(settings: dict[str, Any]) -> dict[str, Any]:
+    """The settings that change results: all but the batch size."""
+    return {**settings, "optim": {k: v for k, v in settings.get("optim", {}).items() if k != "batch_size"}}

@@ -7,8 +7,9 @@ recognisable. The default (``blur``) keeps the paper's kernel shape but scales i
 ``max(101, 0.8 x long side)`` px, the ratio the table gives the small images it was tuned on (a
 101-px kernel on a 128-px image), so that an object a quarter of the image wide is hidden at any
 size, and an upscaled image gets the upscaled baseline (why not a smaller ratio: EXPERIMENTS.md).
-Large images are blurred at a working size of at most 256 px on the long side and resized back (a blur this wide has no detail
-that the working size could lose), so a 24-megapixel photo costs well under a second.
+Large images are blurred at a working size of at most 256 px on the long side and resized back (a blur
+this wide has no detail that the working size could lose), so a 24-megapixel photo costs well under a
+second.
 ``blur_table`` is the paper's rule, ``black`` and ``noise`` the paper's alternatives.
 """
 

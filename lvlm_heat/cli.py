@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import importlib
 import os
+import re
+import shutil
 import sys
 import typing
 from contextlib import nullcontext
@@ -34,6 +36,8 @@ COMMANDS = {
 }
 PAIRS_FAILED = 3
 """Exit status of ``explain`` when the run finished but some pairs failed (their reasons are in the summary)."""
+INTERRUPTED = 130
+"""Exit status of ``explain`` stopped by Ctrl-C (its finished pairs are kept and summarised)."""
 DEBUG_ENV = "LVLM_HEAT_DEBUG"
 """Set to 1 to see the full traceback of an error instead of its one-line message."""
 
@@ -50,6 +54,7 @@ def explain(
     trainer: TrainerConfig = TrainerConfig(),
     progress: bool = True,
     resume: Literal["auto", "force"] = "auto",
+    threads: int | None = None,
 ) -> dict[str, Any] | None:
     """Explain where a vision-language model looks when it answers questions about images.
 
@@ -70,16 +75,21 @@ def explain(
         trainer: Processes and devices of a dataset run (``--trainer.devices 8``).
         progress: Show progress bars.
         resume: Re-running into a folder skips its finished pairs. ``auto``: only when the folder was made by the
-            same model and settings (its ``run.json``), else the run is refused; ``force``: whatever made it.
+            same model and settings (its ``run.json``), else the run is refused; ``force``: whatever made it. A pair
+            whose image (its bytes), question or given answer changed is explained again, and says so.
+        threads: CPU threads of torch (default: torch's own, from ``OMP_NUM_THREADS`` or the machine's cores; on a
+            busy machine 1 or 2 is often faster). Recorded in ``run.json``.
 
     Returns:
-        The summary (on the process of rank 0).
+        The summary (on the process of rank 0). Ctrl-C keeps the finished pairs, writes their summary and report,
+        and the same command resumes (exit status 130).
     """
+    import torch
     from tqdm.auto import tqdm
 
     from lvlm_heat.adapters import check_model, resolve_device, resolve_dtype
     from lvlm_heat.data import Pair, load_image, read_dataset
-    from lvlm_heat.dataset_run import run_dataset
+    from lvlm_heat.dataset_run import reusable, run_dataset
     from lvlm_heat.reporting.console import describe, quiet_libraries, summary_line
     from lvlm_heat.reporting.report import write_report
     from lvlm_heat.reporting.run_folder import (
@@ -93,8 +103,15 @@ def explain(
 
     quiet_libraries()
     explain = explain or ExplainConfig()
+    if threads is not None:
+        if threads < 1:
+            raise ValueError(f"threads must be at least 1, got {threads}")
+        torch.set_num_threads(threads)
     if (image is None) != (question is None):
-        raise LvlmHeatError("give --image and --question together (or neither, to explain --data.path or the demo pairs)")
+        raise LvlmHeatError("give --image and --question together (or neither, to explain --data.path or the demo "
+                            "pairs)")
+    if answer is not None and not answer.strip():
+        raise ValueError("--answer is empty: give the answer to explain, or leave it out to explain the model's own")
     if image is not None:
         load_image(image)  # fail before the model loads
         if not question.strip():
@@ -112,22 +129,36 @@ def explain(
     identity = run_identity(model, dtype, explain, data)
     folder = run_dir(output_dir, logs_root)
     launching = launching_process()  # the processes it starts share its folder, lock and identity check
+    created = launching and not folder.exists()
     if launching:
         prepare_run_dir(folder)
-    with RunLock(folder) if launching else nullcontext():
-        if launching:
-            check_identity(folder, identity, force=resume == "force")
-        print(f"model {model.model}: {len(pairs)} pair(s); outputs in {folder}", flush=True)
-        os.environ[RUN_DIR_ENV] = str(folder)
-        try:
-            summary = run_dataset(pairs, model, explain, folder, replace(trainer, accelerator=accelerator),
-                                  multiple_choice=data.multiple_choice, progress=progress,
-                                  report=lambda record: tqdm.write(describe(record, folder)))
-        finally:
-            os.environ.pop(RUN_DIR_ENV, None)
-        if summary is not None:  # rank 0, every pair of the folder finished or resumed: the page of them all
-            report_path = write_report(folder)
+    try:
+        with RunLock(folder) if launching else nullcontext():
+            if launching:
+                check_identity(folder, identity, force=resume == "force", runtime={"threads": torch.get_num_threads()})
+                done = sum(reusable(folder / p.folder, p, data.multiple_choice, lambda _: None, maps=False) is not None
+                           for p in pairs)
+            print(f"model {model.model}: {len(pairs)} pair(s); outputs in {folder}", flush=True)
+            if launching and done:
+                print(f"resuming: {done} of {len(pairs)} pair(s) done", flush=True)
+            os.environ[RUN_DIR_ENV] = str(folder)
+            try:
+                summary = run_dataset(pairs, model, explain, folder, replace(trainer, accelerator=accelerator),
+                                      multiple_choice=data.multiple_choice, progress=progress,
+                                      report=lambda record: tqdm.write(describe(record, folder)))
+            finally:
+                os.environ.pop(RUN_DIR_ENV, None)
+            if summary is not None:  # rank 0, every pair of the folder finished or resumed: the page of them all
+                report_path = write_report(folder)
+    except BaseException:
+        if created and not any(folder.glob("*/result.json")):  # nothing ran: leave nothing behind
+            shutil.rmtree(folder, ignore_errors=True)
+        raise
     if summary is not None:
+        if summary["interrupted"]:
+            progress_made = summary["interrupted"]
+            print(f"interrupted after {progress_made['done']} of {progress_made['of']} pairs; the same command "
+                  "resumes", flush=True)
         print(summary_line(summary, folder), flush=True)
         print(f"report: {report_path}", flush=True)
     return summary
@@ -239,10 +270,43 @@ def main(argv: list[str] | None = None, function=explain, program: str = "python
         if debug:
             raise
         status = 1 if isinstance(err, LvlmHeatError) else 2
-        message = " ".join(str(err).split()) if isinstance(err, ArgumentError) else str(err).splitlines()[0]
+        message = argument_message(str(err)) if isinstance(err, ArgumentError) else str(err).splitlines()[0]
         hint = f" (see {program} --help)" if isinstance(err, ArgumentError) else ""
         print(f"error: {message}{hint}", file=sys.stderr)
         raise SystemExit(status) from None
+
+
+TYPE_NAMES = {"int": "an integer", "float": "a number", "bool": "true or false", "str": "a text",
+              "pathlib.Path": "a path", "NoneType": "null"}
+
+
+def argument_message(text: str) -> str:
+    """One line for the parser's error ``text``: ``key: what it takes, got 'value'`` for a wrong value.
+
+    >>> argument_message('Parser key "optim.batch_size":\\n  Does not validate against any of the Union subtypes\\n'
+    ...                  "  Subtypes: [<class 'int'>, typing.Literal['auto']]\\n  Errors:\\n"
+    ...                  "    - Expected a <class 'int'>\\n    - Expected a typing.Literal['auto']\\n"
+    ...                  "  Given value type: <class 'str'>\\n  Given value: abc")
+    "optim.batch_size: an integer or 'auto', got 'abc'"
+    >>> argument_message('Parser key "select.rule":\\n'
+    ...                  "  Expected a typing.Literal['evidence', 'llr']. Got value: x")
+    "select.rule: 'evidence' or 'llr', got 'x'"
+    >>> argument_message("unrecognized arguments: --bogus 1")
+    'unrecognized arguments: --bogus 1'
+    """
+    key = re.match(r'Parser key "([^"]+)":', text)
+    value = re.search(r"(?:Given|Got) value: (.*)$", text)
+    expected = re.findall(r"Expected a (<class '([\w.]+)'>|typing\.Literal\[(.*?)\])", text)
+    if not (key and value and expected):
+        return " ".join(text.split())
+    kinds = []
+    for _, name, literal in expected:
+        options = re.findall(r"'[^']*'", literal)
+        if name:
+            kinds.append(TYPE_NAMES.get(name, f"a {name}"))
+        else:
+            kinds.append(" or ".join(options) if len(options) < 3 else f"one of {', '.join(options)}")
+    return f"{key.group(1)}: {' or '.join(dict.fromkeys(kinds))}, got {value.group(1).strip()!r}"
 
 
 def command(name: str):
@@ -269,5 +333,8 @@ def console(argv: list[str] | None = None) -> int:
 
 
 def exit_status(summary: dict[str, Any] | None) -> int:
-    """``explain``'s exit status for a finished run: 0, or :data:`PAIRS_FAILED` when any pair failed."""
+    """``explain``'s exit status for a finished run: 0, :data:`PAIRS_FAILED` when any pair failed, or
+    :data:`INTERRUPTED` after Ctrl-C."""
+    if summary and summary.get("interrupted"):
+        return INTERRUPTED
     return PAIRS_FAILED if summary and summary.get("failed") else 0

@@ -20,9 +20,12 @@ as failed with its reason, and the run goes on; failed pairs are retried by a re
 from __future__ import annotations
 
 import logging
+import signal
+import threading
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -34,14 +37,15 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from lvlm_heat.config import ExplainConfig, ModelConfig, TrainerConfig
-from lvlm_heat.data.pairs import Pair, open_pair
+from lvlm_heat.data.images import image_digest
+from lvlm_heat.data.pairs import Pair, open_pair, question_for
 from lvlm_heat.errors import LvlmHeatError
 from lvlm_heat.metrics.auc import DeletionAUC, InsertionAUC
 from lvlm_heat.metrics.plausibility import BoxSaliencyMass, PointingGame
 from lvlm_heat.pipeline import explain_pair
-from lvlm_heat.record import EXPLAINED, ExplanationRecord, failed_record
+from lvlm_heat.record import EXPLAINED, FAILED, ExplanationRecord, differences, failed_record
 from lvlm_heat.reporting.console import quiet_libraries
-from lvlm_heat.reporting.outputs import read_finished, write_json_atomic, write_pair_outputs
+from lvlm_heat.reporting.outputs import read_finished, read_record, write_json_atomic, write_pair_outputs
 from lvlm_heat.reporting.progress import DatasetProgress
 from lvlm_heat.reporting.summary import write_summary
 from lvlm_heat.reporting.tensorboard import tensorboard_writer
@@ -125,7 +129,7 @@ class DatasetRun(LightningModule):
 
     def predict_step(self, index: int, batch_idx: int) -> ExplanationRecord:
         pair = self.pairs[int(index)]
-        record = read_finished(self.run_dir / pair.folder)
+        record = reusable(self.run_dir / pair.folder, pair, self.multiple_choice)
         if record is None:
             with torch.enable_grad():  # predict runs without gradients; the mask needs them
                 record = self._explain(pair)
@@ -172,11 +176,86 @@ class DatasetRun(LightningModule):
                        for k, pair in enumerate(self.pairs)]
             self.summary = write_summary(self.run_dir, ordered, means, self.adapter.name if self.adapter else "")
 
+    def finish_interrupted(self) -> None:
+        """After Ctrl-C: the summary of the pairs whose results are on disk, written by the launching process from
+        the run folder alone (the processes stopped wherever they were: nothing is synchronised)."""
+        if self._trainer is not None and self._trainer.global_rank != 0:
+            return
+        metrics, records = DatasetMetrics(sync=False), []
+        for pair in self.pairs:
+            folder = self.run_dir / pair.folder
+            record = reusable(folder, pair, self.multiple_choice, say=lambda line: None, maps=pair.bbox is not None)
+            if record is None and (failed := read_record(folder, maps=False)) is not None and failed.status == FAILED:
+                record = failed
+            if record is not None:
+                metrics.update(record)
+                records.append(record)
+        model = self.adapter.name if self.adapter else ""
+        self.summary = write_summary(self.run_dir, records, metrics.compute(), model, interrupted=len(self.pairs))
+
+
+class RunInterrupted(BaseException):
+    """Ctrl-C during a dataset run. Not a ``KeyboardInterrupt``, which Lightning turns into exit status 1 (and a
+    per-pair trainer would swallow): it travels up through both trainers to :func:`run_dataset`."""
+
+
+@contextmanager
+def _interruptible() -> Iterator[None]:
+    """While the run goes, Ctrl-C raises :class:`RunInterrupted` (in the main thread; elsewhere nothing changes)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def stop(signum, frame) -> None:
+        raise RunInterrupted
+
+    previous = signal.signal(signal.SIGINT, stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+@contextmanager
+def _uninterruptible() -> Iterator[None]:
+    """Ctrl-C ignored while the summary of an interrupted run is written (a second press must not lose it)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def reusable(folder: Path, pair: Pair, multiple_choice: bool, say: Callable[[str], None] = log.warning,
+             maps: bool = True) -> ExplanationRecord | None:
+    """The finished record in ``folder`` if it is ``pair``'s result: same image (its bytes), question and given
+    answer (the settings are the run folder's, checked once per run); ``None`` otherwise, saying what changed
+    when a finished result is there but stands for another pair."""
+    record = read_finished(folder, maps)
+    if record is None or pair.error:
+        return None
+    try:
+        digest = image_digest(pair.image)
+    except LvlmHeatError:
+        return None
+    changed = differences(record, question_for(pair, multiple_choice), pair.answer, digest)
+    if changed:
+        say(f"[{pair.id}] its {' and '.join(changed)} changed since the result in {folder}: explaining it again")
+        return None
+    return record
+
 
 def run_dataset(pairs: list[Pair], model: ModelConfig, config: ExplainConfig, run_dir: Path,
                 trainer: TrainerConfig, multiple_choice: bool = False, progress: bool = True,
                 report: Callable[[ExplanationRecord], None] | None = None) -> dict[str, Any] | None:
-    """Explain ``pairs`` into ``run_dir``; the summary on the process of rank 0 (``None`` elsewhere)."""
+    """Explain ``pairs`` into ``run_dir``; the summary on the process of rank 0 (``None`` elsewhere).
+
+    Ctrl-C stops the run: the finished pairs are kept and summarised (``summary["interrupted"]`` says of how many
+    pairs), and the same command resumes it.
+    """
     module = DatasetRun(pairs, model, config, run_dir, multiple_choice, report, progress)
     runner = Trainer(
         accelerator=trainer.accelerator, devices=trainer.devices, strategy=trainer.strategy,
@@ -185,6 +264,15 @@ def run_dataset(pairs: list[Pair], model: ModelConfig, config: ExplainConfig, ru
         callbacks=[DatasetProgress()] if progress else [], enable_progress_bar=False, enable_model_summary=False,
         enable_checkpointing=False, inference_mode=False, use_distributed_sampler=False,
     )
-    runner.predict(module, return_predictions=False)
-    module.finish()
+    interrupted = False
+    with _interruptible():
+        try:
+            runner.predict(module, return_predictions=False)
+        except RunInterrupted:
+            interrupted = True
+    if interrupted:
+        with _uninterruptible():
+            module.finish_interrupted()
+    else:
+        module.finish()
     return module.summary

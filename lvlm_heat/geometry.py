@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -87,6 +88,20 @@ def sample_mask(mask: Tensor, window: ViewWindow, image_size: tuple[int, int]) -
 def upsample_to_image(mask: Tensor, image_size: tuple[int, int]) -> Tensor:
     """``(N, 1, h, w)`` cells to ``(N, 1, H, W)`` over the original image, bilinear."""
     return sample_mask(mask, ViewWindow.full(*image_size), image_size)
+
+
+def grid_to_image(grid: np.ndarray, image_size: tuple[int, int]) -> np.ndarray:
+    """A map on the mask's ``(h, w)`` cells over the original image ``(H, W)``, bilinearly, as float32 (the
+    saliency a grid stands for; a map already of the image's size comes back as it is).
+
+    Example:
+        >>> grid_to_image(np.array([[0.0, 1.0]], np.float32), (1, 4)).tolist()
+        [[0.0, 0.25, 0.75, 1.0]]
+    """
+    if tuple(grid.shape) == tuple(image_size):
+        return np.asarray(grid, dtype=np.float32)
+    cells = torch.from_numpy(np.ascontiguousarray(grid, dtype=np.float32))[None, None]
+    return upsample_to_image(cells, image_size)[0, 0].numpy()
 
 
 def mask_grid_shape(image_size: tuple[int, int], cells: int) -> tuple[int, int]:

@@ -16,14 +16,13 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch import Tensor
 
 from lvlm_heat.adapters.base import Adapter
 from lvlm_heat.config import ExplainConfig
 from lvlm_heat.data.answers import answer_matches
 from lvlm_heat.data.pairs import Query
 from lvlm_heat.explainer import OptimisedMask, optimise_mask
-from lvlm_heat.geometry import upsample_to_image
+from lvlm_heat.geometry import grid_to_image
 from lvlm_heat.metrics.functional import box_mass, pointing_hit
 from lvlm_heat.prepare import Prepared, prepare
 from lvlm_heat.record import EXPLAINED, NOT_GROUNDED, ExplanationRecord, WordMap
@@ -80,7 +79,9 @@ def _record(adapter: Adapter, prepared: Prepared, config: ExplainConfig) -> Expl
         query.pair_id, query.question, prepared.answer, NOT_GROUNDED, prepared.tokens, model=adapter.name,
         settings=asdict(config), image_path=query.image_path, bbox=query.bbox, folder=query.folder,
         reference=query.reference, answer_match=match, image_notes=list(query.image_notes),
-        reliance=dict(prepared.reliance), warnings=list(prepared.warnings), image=query.image,
+        image_size=(query.image.height, query.image.width),
+        reliance=dict(prepared.reliance), warnings=list(prepared.warnings), given_answer=query.answer,
+        image_digest=query.image_digest, image=query.image,
     )
 
 
@@ -94,8 +95,10 @@ def _add_maps(record: ExplanationRecord, prepared: Prepared, optimised: Optimise
         image = torch.from_numpy(saliency)
         return pointing_hit(image, record.bbox), box_mass(image, record.bbox)
 
-    maps = [saliency_map(mask[None], size) for mask in optimised.masks]
+    grids = [(1 - mask[0]).float().cpu().numpy() for mask in optimised.masks]
+    maps = [grid_to_image(grid, size) for grid in grids]
     record.status = EXPLAINED
+    record.saliency_grid = grids[0]
     record.p_image, record.p_baseline = prepared.probabilities[0]
     record.unstable = record.p_image - record.p_baseline < config.min_gap
     record.saliency = maps[0]
@@ -109,9 +112,4 @@ def _add_maps(record: ExplanationRecord, prepared: Prepared, optimised: Optimise
             p_image, p_baseline = prepared.probabilities[group]
             record.words.append(WordMap(word.position, word.text, word.tokens, maps[group], *optimised.curves[group],
                                         p_image, p_baseline, p_image - p_baseline < config.min_gap,
-                                        *plausibility(maps[group])))
-
-
-def saliency_map(mask: Tensor, image_size: tuple[int, int]) -> np.ndarray:
-    """``1 - M`` of a ``(1, 1, h, w)`` mask, upsampled over the original image: ``(H, W)`` float32."""
-    return (1 - upsample_to_image(mask.detach().float(), image_size))[0, 0].cpu().numpy().astype(np.float32)
+                                        *plausibility(maps[group]), grid=grids[group]))

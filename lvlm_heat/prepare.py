@@ -99,7 +99,8 @@ def prepare(adapter: Adapter, query: Query, config: ExplainConfig) -> Prepared:
     warnings = []
     if query.answer is not None:
         answer_ids = adapter.encode_answer(query.answer)
-        warnings = _dropped_words(query.answer, adapter.token_texts(answer_ids)[0])
+        texts, special = adapter.token_texts(answer_ids)  # an unknown word may come back as a special token
+        warnings = _dropped_words(query.answer, [t for t, s in zip(texts, special) if not s])
     else:
         answer_ids = adapter.generate(image, query.question, config.max_new_tokens)
     clock.lap("answer")

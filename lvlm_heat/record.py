@@ -72,6 +72,7 @@ class WordMap:
         tokens: Indices of its selected tokens.
         saliency: ``(H, W)`` float32 over the original image, as :attr:`ExplanationRecord.saliency` (``None`` in
             a record read without its maps).
+        grid: The same map on the mask's cells, ``(h, w)``: what ``saliency_<k>_<word>.npy`` holds.
         deletion, insertion: Curves of its mask, scored on its own tokens.
         p_image, p_baseline: Mean probability of its tokens on I and on B.
         unstable: ``p_image - p_baseline`` is below ``min_gap``: its normalised curves are unstable (a word the
@@ -90,6 +91,7 @@ class WordMap:
     unstable: bool = False
     pointing_hit: bool | None = None
     box_mass: float | None = None
+    grid: np.ndarray | None = field(default=None, repr=False)
 
     @property
     def file_stem(self) -> str:
@@ -124,8 +126,11 @@ class ExplanationRecord:
         status: ``explained``, ``not_grounded`` (no answer token depends on the image: a result, no map) or
             ``failed`` (``reason`` says why).
         tokens: Every answer token with its log-probabilities, LLR and selection.
-        saliency: ``(H, W)`` float32 over the original image, higher = more important (``1 - M`` upsampled);
-            ``None`` when there is no map, or in a record read without its maps.
+        saliency: ``(H, W)`` float32 over the original image, higher = more important (``1 - M`` of the mask's
+            cells, upsampled bilinearly); ``None`` when there is no map, or in a record read without its maps.
+        saliency_grid: The same map on the mask's ``(h, w)`` cells: what ``saliency.npy`` holds (small whatever the
+            image's size; :func:`~lvlm_heat.reporting.outputs.read_record` upsamples it back exactly).
+        image_size: ``(H, W)`` of the explained image.
         deletion, insertion: The curves of the final mask (``None`` when not explained).
         p_image, p_baseline: Mean probability of the selected tokens on I and on B.
         unstable: ``p_image - p_baseline`` is below ``min_gap``: the normalisation is unstable.
@@ -151,6 +156,8 @@ class ExplanationRecord:
             ``None`` where the model cannot answer without one).
         reason: Why the pair failed (``failed`` only).
         warnings: What the user should know about the explained answer (words the tokenizer could not encode).
+        given_answer: The answer the user asked to explain (``None``: the model's own).
+        image_digest: SHA-256 of the image as given (:func:`~lvlm_heat.data.images.image_digest`).
         image: The explained image (``PIL.Image``, RGB), kept in memory for display; not in ``result.json``.
     """
 
@@ -160,6 +167,8 @@ class ExplanationRecord:
     status: str = NOT_GROUNDED
     tokens: list[TokenScore] = field(default_factory=list)
     saliency: np.ndarray | None = None
+    saliency_grid: np.ndarray | None = field(default=None, repr=False)
+    image_size: tuple[int, int] | None = None
     deletion: Curve | None = None
     insertion: Curve | None = None
     p_image: float = math.nan
@@ -183,6 +192,8 @@ class ExplanationRecord:
     reliance: dict[str, float | None] = field(default_factory=dict)
     reason: str | None = None
     warnings: list[str] = field(default_factory=list)
+    given_answer: str | None = None
+    image_digest: str = ""
     image: Any = field(default=None, repr=False, compare=False)
 
     def _repr_html_(self) -> str:
@@ -245,8 +256,11 @@ class ExplanationRecord:
             "reason": self.reason,
             "warnings": list(self.warnings),
             "image": self.image_path,
+            "image_size": list(self.image_size) if self.image_size else None,
             "image_notes": list(self.image_notes),
+            "image_digest": self.image_digest,
             "question": self.question,
+            "given_answer": self.given_answer,
             "answer": self.answer,
             "reference": self.reference,
             "answer_match": self.answer_match,
@@ -300,6 +314,7 @@ class ExplanationRecord:
             model=data.get("model") or "",
             settings=data.get("settings") or {},
             image_path=data.get("image"),
+            image_size=tuple(data["image_size"]) if data.get("image_size") else None,
             bbox=tuple(data["bbox"]) if data.get("bbox") else None,
             folder=data.get("folder") or "",
             reference=data.get("reference"),
@@ -309,6 +324,8 @@ class ExplanationRecord:
             reliance=reliance,
             reason=data.get("reason"),
             warnings=list(data.get("warnings") or []),
+            given_answer=data.get("given_answer"),
+            image_digest=data.get("image_digest") or "",
         )
 
 
@@ -317,6 +334,21 @@ def failed_record(pair_id: str, folder: str, question: str, reason: str, referen
     """The record of a pair that could not be explained, with the reason in one line."""
     return ExplanationRecord(pair_id, question, status=FAILED, folder=folder, reference=reference, reason=reason,
                              seconds=seconds)
+
+
+def differences(record: ExplanationRecord, question: str, given_answer: str | None, image_digest: str) -> list[str]:
+    """What differs between a finished record and the pair it would stand for: ``image``, ``question``, ``answer``
+    (empty: the record is this pair's result and may be reused).
+
+    Example:
+        >>> old = ExplanationRecord("p", "What color?", "red", image_digest="ab")
+        >>> differences(old, "What color?", None, "ab"), differences(old, "What shape?", "round", "cd")
+        ([], ['image', 'question', 'answer'])
+    """
+    changed = [name for name, same in (("image", record.image_digest == image_digest),
+                                       ("question", record.question == question),
+                                       ("answer", record.given_answer == given_answer)) if not same]
+    return changed
 
 
 def _curve(curve: Curve | None) -> dict[str, list[float]] | None:

@@ -10,6 +10,8 @@ import pytest
 from conftest import textured_image
 
 from lvlm_heat.cli import main
+from lvlm_heat.geometry import mask_grid_shape
+from lvlm_heat.reporting.outputs import read_record
 
 FAST = ["--progress", "false", "--optim.iterations", "2", "--optim.ig_iter", "3", "--optim.curve_steps", "6", "--optim.mask_size", "8"]
 
@@ -27,7 +29,8 @@ def test_train_py_writes_every_output(tiny_llava, image_file, tmp_path, capsys):
                     "--answer", "the circle is red", "--output_dir", str(out), "--select.rule", "all", "--min_gap", "0",
                     *FAST])
     folder = out / "street"
-    saliency = np.load(folder / "saliency.npy")
+    stored, saliency = np.load(folder / "saliency.npy"), read_record(folder).saliency
+    assert stored.dtype == np.float32 and stored.shape == mask_grid_shape((45, 70), 8)  # the mask's cells: small
     assert saliency.dtype == np.float32 and saliency.shape == (45, 70)
     assert summary["explained"] == 1 and summary["rows"][0]["id"] == "street"
     for name in ("overlay.png", "curves.png"):
@@ -124,7 +127,7 @@ def test_train_py_runs_every_family(family, request, image_file, tmp_path):
           "--answer", "the circle is red", "--output_dir", str(out), "--select.rule", "all", *FAST])
     record = json.loads((out / "street" / "result.json").read_text())
     assert record["status"] == "explained" and record["deletion_auc"] is not None
-    assert np.load(out / "street" / "saliency.npy").shape == (45, 70)
+    assert read_record(out / "street").saliency.shape == (45, 70)
     assert (out / "street" / "overlay.png").exists() and (out / "street" / "curves.png").exists()
     history = record["history"]
     assert len(history) == 2 and history[0]["mask_mean"] < 1.0  # the mask moved

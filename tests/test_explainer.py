@@ -137,7 +137,9 @@ def test_custom_two_encoder_model_plugs_in_through_the_command_line(tmp_path):
     red_box_scene(box=box).resize((128, 128), resample=0).save(tmp_path / "scene.png")  # 2x: boxes double
     main(["--adapter", "toy.TwoEncoderAdapter", "--model", str(folder), "--image", str(tmp_path / "scene.png"),
           "--question", "What is red?", "--output_dir", str(tmp_path / "out"), "--optim.mask_size", "16"])
-    saliency = np.load(tmp_path / "out" / "scene" / "saliency.npy")
+    from lvlm_heat.reporting.outputs import read_record
+
+    saliency = read_record(tmp_path / "out" / "scene").saliency
     assert saliency.shape == (128, 128)
     row, col = np.unravel_index(saliency.argmax(), saliency.shape)
     left, top, right, bottom = (2 * v for v in box)

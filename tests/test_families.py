@@ -31,6 +31,7 @@ from lvlm_heat.adapters import (
 from lvlm_heat.baseline import make_baseline
 from lvlm_heat.cli import main
 from lvlm_heat.geometry import upsample_to_image
+from lvlm_heat.reporting.outputs import read_record
 
 HAND_WRITTEN = {"tiny_llava": LlavaAdapter, "tiny_llava_pad": LlavaAdapter, "tiny_llava_next": AnyResAdapter,
                 "tiny_llava_onevision": AnyResAdapter, "tiny_qwen2_vl": QwenVLAdapter, "tiny_qwen2_5_vl": QwenVLAdapter,
@@ -175,7 +176,7 @@ def test_train_py_runs_every_measured_family(family, request, tmp_path):
           "--optim.iterations", "2", "--optim.ig_iter", "2", "--optim.curve_steps", "4", "--optim.mask_size", "6"])
     record = json.loads((out / "street" / "result.json").read_text())
     assert record["status"] == "explained" and record["deletion_auc"] is not None
-    assert np.load(out / "street" / "saliency.npy").shape == (45, 70)
+    assert read_record(out / "street").saliency.shape == (45, 70)
     assert record["history"][0]["mask_mean"] < 1.0  # the mask moved
 
 

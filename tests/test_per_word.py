@@ -65,7 +65,7 @@ def test_word_files_and_record(joint_and_per_word, tmp_path):
     assert record["words"] == json.loads(json.dumps(result.to_dict()["words"]))
     for entry, word in zip(record["words"], result.words):
         assert entry["word"] == word.word and entry["tokens"] == word.tokens
-        np.testing.assert_array_equal(np.load(tmp_path / entry["saliency"]), word.saliency)
+        np.testing.assert_array_equal(np.load(tmp_path / entry["saliency"]), word.grid)  # the mask's cells
         assert (tmp_path / entry["overlay"]).stat().st_size > 0
         assert entry["deletion_auc"] == pytest.approx(word.deletion.auc)
     assert [e["pointing_hit"] for e in record["words"]] == [True, False]  # bbox is the red square

@@ -7,14 +7,12 @@ the same commit, saying why.
 
 from __future__ import annotations
 
-import json
-
-import numpy as np
 import pytest
 import torch
 
 from lvlm_heat.cli import main
 from lvlm_heat.metrics import peak
+from lvlm_heat.reporting.outputs import read_record
 
 PINNED = {  # pair: (peak (row, col), deletion AUC, insertion AUC)
     "demo": {
@@ -37,8 +35,7 @@ def test_the_readme_pairs_keep_their_peaks_and_aucs(model, tmp_path):
     summary = main(["--model", model, "--output_dir", str(tmp_path), "--progress", "false"])
     assert summary["explained"] == 4
     for pair, (expected_peak, deletion, insertion) in PINNED[model].items():
-        record = json.loads((tmp_path / pair / "result.json").read_text())
-        saliency = np.load(tmp_path / pair / "saliency.npy")
-        assert peak(torch.from_numpy(saliency)) == expected_peak, pair
-        assert record["deletion_auc"] == pytest.approx(deletion, abs=1e-6), pair
-        assert record["insertion_auc"] == pytest.approx(insertion, abs=1e-6), pair
+        record = read_record(tmp_path / pair)
+        assert peak(torch.from_numpy(record.saliency)) == expected_peak, pair
+        assert record.deletion_auc == pytest.approx(deletion, abs=1e-6), pair
+        assert record.insertion_auc == pytest.approx(insertion, abs=1e-6), pair

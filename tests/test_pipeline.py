@@ -81,7 +81,8 @@ def test_one_pair_from_train_py_enters_each_step_once_in_order(tmp_path):
 
 def test_each_step_runs_alone_on_the_previous_ones_output(tmp_path):
     """prepare -> initial_mask -> optimise_mask -> record, called by hand: the same map as the whole pipeline."""
-    from lvlm_heat.pipeline import explain_pair, saliency_map
+    from lvlm_heat.geometry import grid_to_image
+    from lvlm_heat.pipeline import explain_pair
 
     config = ExplainConfig(optim=OptimConfig(mask_size=16, iterations=3, curve_steps=8))
     query = Query(red_box_scene(box=BOX), "What color is it?", pair_id="toy", bbox=BOX)
@@ -92,7 +93,7 @@ def test_each_step_runs_alone_on_the_previous_ones_output(tmp_path):
     optimised = optimise_mask(prepared, config.optim, start)
     assert optimised.masks.shape == (1, 1, 16, 16) and len(optimised.history) == 3 and len(optimised.curves) == 1
     whole = explain_pair(RedBoxAdapter(BOX), Query(red_box_scene(box=BOX), "What color is it?", bbox=BOX), config)
-    assert (saliency_map(optimised.masks[:1], (64, 64)) == whole.saliency).all()
+    assert (grid_to_image((1 - optimised.masks[0, 0]).numpy(), (64, 64)) == whole.saliency).all()
     assert whole.deletion_auc == optimised.curves[0][0].auc and whole.insertion_auc == optimised.curves[0][1].auc
 
 

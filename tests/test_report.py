@@ -251,7 +251,8 @@ def test_notebook_display_of_an_explanation():
     assert page.count('class="tok sel"') == 2 and ">hit<" in page
     assert f"deletion {explained.words[0].deletion.auc:.3f}" in page  # each word's scores
     figure = explanation_figure(explained)
-    assert isinstance(figure, Figure) and len(figure.axes) == 4 + 2  # image, map, curves, strip; two words
+    assert isinstance(figure, Figure) and len(figure.axes) == 4 + 2 + 1  # image, map, curves, strip; two words; scale
+    assert figure.axes[2].get_label() == "<colorbar>" and "saliency" in figure.axes[2].get_ylabel()
     grounded_nowhere = _pair(7, image)
     assert "no heatmap" in explanation_html(grounded_nowhere)
     assert len(explanation_figure(grounded_nowhere).axes) == 1  # the strip only

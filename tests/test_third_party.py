@@ -235,7 +235,9 @@ def test_train_py_explains_a_non_square_image(name, models, tmp_path):
                         "--baseline", "black", *FAST])
     record = json.loads((tmp_path / "run" / "street" / "result.json").read_text())
     assert summary["explained"] == 1 and record["status"] == "explained"
-    saliency = np.load(tmp_path / "run" / "street" / "saliency.npy")
+    from lvlm_heat.reporting.outputs import read_record
+
+    saliency = read_record(tmp_path / "run" / "street").saliency
     assert saliency.shape == (45, 70) and np.isfinite(saliency).all()
     row, col = np.unravel_index(saliency.argmax(), saliency.shape)
     assert top <= row < bottom and left <= col < right

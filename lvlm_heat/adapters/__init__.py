@@ -20,7 +20,7 @@ from lvlm_heat.adapters.anyres import AnyResAdapter
 from lvlm_heat.adapters.base import Adapter, HFAdapter, PreparedPair, ProcessorGeometry, blend
 from lvlm_heat.adapters.deepseek_vl import DeepseekVLHybridAdapter
 from lvlm_heat.adapters.llava import LlavaAdapter
-from lvlm_heat.adapters.loading import is_vision_language
+from lvlm_heat.adapters.loading import is_vision_language, local_checkpoint
 from lvlm_heat.adapters.measured import MeasuredAdapter, PaliGemmaAdapter
 from lvlm_heat.adapters.qwen_vl import QwenVLAdapter
 from lvlm_heat.config import ModelConfig, Precision
@@ -122,7 +122,7 @@ def _adapter_class(adapter: str | None, model: str) -> type[Adapter]:
 
 def check_model(model: ModelConfig) -> None:
     """Fail early, with one line, for a model that cannot be found or has no adapter."""
-    _adapter_class(model.adapter, model.checkpoint)
+    _adapter_class(model.adapter, local_checkpoint(model.checkpoint))
 
 
 def load_adapter(model: ModelConfig | str = "demo", **settings) -> Adapter:
@@ -138,7 +138,7 @@ def load_adapter(model: ModelConfig | str = "demo", **settings) -> Adapter:
         ``load_adapter("llava-hf/llava-1.5-7b-hf", precision="bf16", device="cuda")``
     """
     config = replace(model, **settings) if isinstance(model, ModelConfig) else ModelConfig(str(model), **settings)
-    checkpoint = config.checkpoint
+    checkpoint = local_checkpoint(config.checkpoint)
     cls = _adapter_class(config.adapter, checkpoint)
     target = resolve_device(config.device)
     try:
@@ -158,6 +158,7 @@ def load_adapter(model: ModelConfig | str = "demo", **settings) -> Adapter:
         loaded = MeasuredAdapter(loaded.model, loaded.processor, name=checkpoint)
     if config.gradient_checkpointing:
         loaded.enable_gradient_checkpointing()
+    loaded.name = config.checkpoint  # a hub id read from the cache keeps its name
     return loaded
 
 

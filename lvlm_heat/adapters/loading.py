@@ -3,11 +3,18 @@
 A vision-language ``model_type`` may be registered under ``AutoModelForImageTextToText``, under
 the wider ``AutoModelForMultimodalLM``, under a ``Vision2Seq``-style class of older releases, or
 only name its class in ``config.json``'s ``architectures``: each is tried in that order.
+
+And where a hub id is loaded from: the hub when it answers, else the local cache (:func:`local_checkpoint`).
 """
 
 from __future__ import annotations
 
+import functools
+import os
+import socket
+from pathlib import Path
 from typing import Any
+from urllib.parse import urlparse
 
 import torch
 
@@ -69,3 +76,43 @@ def load_model(model: str, dtype: torch.dtype, preferred: str = "AutoModelForIma
 
     config = AutoConfig.from_pretrained(model)
     return model_class(config, preferred).from_pretrained(model, dtype=dtype)
+
+
+HUB_TIMEOUT = 3.0
+"""Seconds to wait for the Hugging Face hub before taking it as unreachable."""
+
+
+@functools.cache
+def hub_reachable(timeout: float = HUB_TIMEOUT) -> bool:
+    """Whether the hub (``HF_ENDPOINT``, default huggingface.co) answers a connection within ``timeout`` seconds;
+    ``False`` at once when ``HF_HUB_OFFLINE`` is set. Asked once per process."""
+    if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on"):
+        return False
+    endpoint = urlparse(os.environ.get("HF_ENDPOINT") or "https://huggingface.co")
+    port = endpoint.port or (443 if endpoint.scheme == "https" else 80)
+    try:
+        socket.create_connection((endpoint.hostname, port), timeout=timeout).close()
+    except OSError:
+        return False
+    return True
+
+
+def local_checkpoint(model: str) -> str:
+    """What to load ``model`` from: a local folder as it is; a hub id as it is when the hub answers, else its cached
+    snapshot, so that without a network nothing waits on retries.
+
+    Raises:
+        LvlmHeatError: A hub id that is neither reachable nor in the local cache (one line, at once).
+    """
+    if Path(model).exists() or hub_reachable():
+        return model
+    from huggingface_hub import snapshot_download
+
+    try:
+        return snapshot_download(model, local_files_only=True)
+    except Exception as err:  # not cached, or not a valid id
+        offline = " (HF_HUB_OFFLINE is set)" if os.environ.get("HF_HUB_OFFLINE") else ""
+        raise LvlmHeatError(
+            f"cannot load model {model!r}: not a local folder, not in the Hugging Face cache, and the hub cannot be "
+            f"reached{offline}: check the spelling, your network, or give a folder saved with save_pretrained"
+        ) from err

@@ -1,4 +1,5 @@
-"""How the model's answer matches a dataset's reference answer: exactly, up to form, or as the same option."""
+"""How the model's answer matches a dataset's reference answer: exactly, up to form, as the same option, or by
+containing it."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import string
 import unicodedata
 from typing import Literal
 
-Match = Literal["exact", "normalised", "option"]
+Match = Literal["exact", "option", "normalised", "contains"]
 
 _ARTICLES = frozenset({"a", "an", "the"})
 _LETTER = re.compile(r"\(?\s*([A-Za-z])\s*\)?\s*[.:)]?")
@@ -40,6 +41,12 @@ def _same_text(first: str, second: str) -> bool:
     return bool(normalised) and normalise_answer(first) == normalised
 
 
+def _contains(answer: str, reference: str) -> bool:
+    """Whether the reference's words appear together, in order, among the answer's (both normalised)."""
+    words, wanted = normalise_answer(answer).split(), normalise_answer(reference).split()
+    return bool(wanted) and any(words[k : k + len(wanted)] == wanted for k in range(len(words) - len(wanted) + 1))
+
+
 def _same_option(answer: str, reference: str, options: tuple[str, ...]) -> bool:
     answer_letter = _letter(answer, options, leading=True)
     reference_letter = _letter(reference, options)
@@ -59,6 +66,8 @@ def answer_matches(answer: str, reference: str, options: tuple[str, ...] = ()) -
       ``C. text``) or that option's text; or the reference is an option's text and the answer its letter;
     - ``"normalised"``: the same text once case, punctuation, whitespace and the articles a / an / the
       are ignored (:func:`normalise_answer`);
+    - ``"contains"``: the reference's words appear together and in this order in the answer, normalised alike
+      (``green`` in ``the square is green``; not a bare option letter, which ``option`` judges);
 
     else ``None`` (also for an empty reference).
 
@@ -77,6 +86,10 @@ def answer_matches(answer: str, reference: str, options: tuple[str, ...] = ()) -
     ('option', 'option')
     >>> answer_matches("red", "(B)", options=("red", "blue")) is None
     True
+    >>> answer_matches("the square is green", "green"), answer_matches("a red circle, left", "Red circle.")
+    ('contains', 'contains')
+    >>> answer_matches("green and red", "red green") is None, answer_matches("the reddish one", "red") is None
+    (True, True)
     """
     if not reference.strip():
         return None
@@ -84,4 +97,8 @@ def answer_matches(answer: str, reference: str, options: tuple[str, ...] = ()) -
         return "exact"
     if _same_option(answer, reference, options):
         return "option"
-    return "normalised" if _same_text(answer, reference) else None
+    if _same_text(answer, reference):
+        return "normalised"
+    if _letter(reference, options) is None and _contains(answer, reference):
+        return "contains"
+    return None

@@ -24,6 +24,7 @@ not noted.
 
 from __future__ import annotations
 
+import hashlib
 import io
 from pathlib import Path
 
@@ -151,3 +152,26 @@ def open_image(source: Path | str | bytes | None) -> tuple[Image.Image, list[str
 def load_image(source: Path | str | bytes | None) -> Image.Image:
     """Open an image (path or encoded bytes) as RGB, as a viewer shows it: :func:`open_image` without its notes."""
     return open_image(source)[0]
+
+
+def image_digest(source: Path | str | bytes | Image.Image) -> str:
+    """SHA-256 of an image: of its file's bytes (a path), of the encoded bytes, or of an in-memory image's
+    pixels, mode and size. Two pairs whose images digest alike show the same picture.
+
+    Raises:
+        LvlmHeatError: A path that cannot be read.
+    """
+    digest = hashlib.sha256()
+    if isinstance(source, Image.Image):
+        digest.update(f"{source.mode} {source.size} ".encode())
+        digest.update(source.tobytes())
+    elif isinstance(source, bytes):
+        digest.update(source)
+    else:
+        try:
+            with open(source, "rb") as handle:
+                for block in iter(lambda: handle.read(1 << 20), b""):
+                    digest.update(block)
+        except OSError as err:
+            raise LvlmHeatError(f"cannot read image {source}: {err.strerror}") from err
+    return digest.hexdigest()

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from lvlm_heat.data.ids import safe_name
-from lvlm_heat.data.images import open_image
+from lvlm_heat.data.images import image_digest, open_image
 from lvlm_heat.errors import LvlmHeatError
 
 Box = tuple[float, float, float, float]
@@ -83,6 +83,8 @@ class Query:
         options: The question's answer options, for comparing an option letter with ``reference``.
         image_path: The image file, recorded in the result (``None`` for an in-memory or embedded image).
         image_notes: What opening the image file changed (recorded).
+        image_digest: :func:`~lvlm_heat.data.images.image_digest` of the image as given (its file's bytes), recorded:
+            a finished result is reused only for the same picture. Default: the digest of ``image``'s pixels.
     """
 
     image: Any
@@ -95,9 +97,11 @@ class Query:
     options: tuple[str, ...] = ()
     image_path: str | None = None
     image_notes: list[str] = field(default_factory=list)
+    image_digest: str = ""
 
     def __post_init__(self) -> None:
         self.folder = self.folder or safe_name(self.pair_id)
+        self.image_digest = self.image_digest or image_digest(self.image)
 
 
 def open_pair(pair: Pair, multiple_choice: bool = False) -> Query:
@@ -111,4 +115,5 @@ def open_pair(pair: Pair, multiple_choice: bool = False) -> Query:
         raise LvlmHeatError(pair.error)
     image, notes = open_image(pair.image)
     return Query(image, question_for(pair, multiple_choice), pair.answer, pair.id, pair.folder, pair.bbox,
-                 pair.reference, pair.options, None if isinstance(pair.image, bytes) else str(pair.image), notes)
+                 pair.reference, pair.options, None if isinstance(pair.image, bytes) else str(pair.image), notes,
+                 image_digest(pair.image))

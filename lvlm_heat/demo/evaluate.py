@@ -40,7 +40,7 @@ from lvlm_heat.demo.synthetic import (
     make_scene,
     paint_out,
 )
-from lvlm_heat.metrics.functional import box_mass
+from lvlm_heat.metrics.functional import box_mass, pointing_hit
 
 Split = Literal["heldout", "large", "wide", "tall", "crowded"]
 FILLER = frozenset({"the", "is", "a", "object"})
@@ -104,11 +104,6 @@ def is_grounded(adapter, pair: GroundedPair) -> bool:
     return without_target < 0.5 * image and all(p >= 0.5 * image for p in without_others)
 
 
-def _inside(box: tuple[int, int, int, int], row: int, col: int) -> bool:
-    left, top, right, bottom = box
-    return left <= col < right and top <= row < bottom
-
-
 def evaluate(
     explainer, split: Split, pairs: int, explain_model_answer: bool = False, first_index: int = FIRST_INDEX
 ) -> dict[str, Any]:
@@ -142,11 +137,11 @@ def evaluate(
             misses.append({**miss, "peak": None, "status": result.status})
             continue
         counts["with_map"] += 1
-        row, col = np.unravel_index(result.saliency.argmax(), result.saliency.shape)
-        if _inside(pair.target, row, col):
+        saliency = torch.from_numpy(result.saliency)
+        if pointing_hit(saliency, pair.target):
             counts["on_target"] += 1
         else:
-            place = "on_other" if any(_inside(box, row, col) for box in pair.others) else "on_background"
+            place = "on_other" if any(pointing_hit(saliency, box) for box in pair.others) else "on_background"
             counts[place] += 1
             misses.append({**miss, "peak": place.removeprefix("on_"), "status": result.status})
         deletion.append(result.deletion_auc)

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import logging
+import textwrap
 import warnings
 from pathlib import Path
 from typing import Any
 
 from lvlm_heat.record import EXPLAINED, FAILED, ExplanationRecord
+
+QUESTION_SHOWN = 200
+"""Characters of a question echoed on the console (the whole question is in ``result.json``)."""
 
 
 def quiet_libraries() -> None:
@@ -26,7 +30,7 @@ def quiet_libraries() -> None:
 
 def describe(record: ExplanationRecord, folder: Path | None) -> str:
     """The lines printed for one pair."""
-    lines = [f"[{record.pair_id}] Q: {record.question}"]
+    lines = [f"[{record.pair_id}] Q: {textwrap.shorten(record.question, QUESTION_SHOWN, placeholder=' [...]')}"]
     if record.status == FAILED:
         return "\n".join([*lines, f"  failed: {record.reason}"])
     tokens = " ".join(f"[{t.text.strip()} {t.llr:+.2f}]" if t.selected else f"{t.text.strip()} {t.llr:+.2f}"

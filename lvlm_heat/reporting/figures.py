@@ -20,21 +20,59 @@ from PIL import Image
 
 from lvlm_heat.metrics.curves import Curve
 from lvlm_heat.metrics.functional import peak
+from lvlm_heat.reporting.strip import displayable
+
+DISPLAY_SIDE = 1024
+"""Pixels on the long side of a drawn image or map: a photo of any size is drawn at most this large (the axes
+keep the original image's pixel coordinates, so boxes and peaks land where they are)."""
+COLORMAP = "jet"
+SCALE_LABEL = "saliency, scaled to [0, 1]\n(1 = removing it costs the answer most)"
+UNSTABLE = "unstable: p(I) ~ p(B)"
+"""The mark of a map whose curves' normalisation is unstable, wherever its AUCs are shown."""
 
 
-def heatmap_overlay(image: Image.Image, saliency: np.ndarray, alpha: float = 0.5, colormap: str = "jet") -> np.ndarray:
-    """``(H, W, 3)`` uint8: ``saliency`` (``(H, W)``, any range) in colour over ``image``."""
+def display_size(height: int, width: int, side: int = DISPLAY_SIDE) -> tuple[int, int]:
+    """``(h, w)``: ``(height, width)`` scaled down to at most ``side`` on the long side (never up).
+
+    >>> display_size(4000, 6000), display_size(64, 48)
+    ((683, 1024), (64, 48))
+    """
+    scale = min(1.0, side / max(height, width))
+    return max(1, round(height * scale)), max(1, round(width * scale))
+
+
+def heatmap_overlay(image: Image.Image, saliency: np.ndarray, alpha: float = 0.5, colormap: str = COLORMAP,
+                    side: int = DISPLAY_SIDE) -> np.ndarray:
+    """``(h, w, 3)`` uint8: ``saliency`` (``(H, W)``, any range, min-max scaled) in colour over ``image``, at
+    :func:`display_size` of the map (the image is resized to it)."""
+    height, width = display_size(*saliency.shape, side)
+    if (height, width) != saliency.shape:
+        saliency = np.asarray(Image.fromarray(saliency.astype(np.float32), "F").resize((width, height), Image.BILINEAR))
     span = float(saliency.max() - saliency.min())
     scaled = (saliency - saliency.min()) / span if span > 0 else np.zeros_like(saliency)
     colours = matplotlib.colormaps[colormap](scaled)[..., :3]
-    base = np.asarray(image.convert("RGB"), dtype=np.float32) / 255
+    picture = image.convert("RGB")
+    if picture.size != (width, height):
+        picture = picture.resize((width, height), Image.BILINEAR)
+    base = np.asarray(picture, dtype=np.float32) / 255
     return ((1 - alpha) * base + alpha * colours).clip(0, 1).__mul__(255).round().astype(np.uint8)
+
+
+def show(axis, picture: np.ndarray | Image.Image, height: int, width: int) -> None:
+    """Draw ``picture`` (any resolution) over the original image's ``height x width`` pixel coordinates."""
+    axis.imshow(picture, extent=(0, width, height, 0), interpolation="antialiased")
+
+
+def scores(deletion: Curve, insertion: Curve, unstable: bool = False, digits: int = 2) -> str:
+    """``deletion 0.12, insertion 0.93``, marked when the normalisation is unstable."""
+    text = f"deletion {deletion.auc:.{digits}f}, insertion {insertion.auc:.{digits}f}"
+    return f"{text} ({UNSTABLE})" if unstable else text
 
 
 def _title(explanation: Any, width: int = 70) -> str:
     selected = ", ".join(explanation.selected_tokens) or "none"
     lines = [f"Q: {explanation.question}", f"A: {explanation.answer}", f"explained tokens: {selected}"]
-    return "\n".join(textwrap.shorten(line, width) for line in lines)
+    return displayable("\n".join(textwrap.shorten(line, width) for line in lines))
 
 
 def overlay_figure(image: Image.Image, explanation: Any, curves: bool = False, words: bool = False) -> Figure:
@@ -60,25 +98,29 @@ def overlay_figure(image: Image.Image, explanation: Any, curves: bool = False, w
     outer = figure.add_gridspec(len(heights), 1, height_ratios=heights)
     top = outer[0].subgridspec(1, columns)
     axes = [figure.add_subplot(top[0, 0]), figure.add_subplot(top[0, 1])]
-    axes[0].imshow(image.convert("RGB"))
+    size = (image.height, image.width)
+    show(axes[0], image.convert("RGB").resize(display_size(*size)[::-1], Image.BILINEAR), *size)
     axes[0].set_title("image")
-    axes[1].imshow(heatmap_overlay(image, explanation.saliency))
-    axes[1].set_title("saliency (red = important)")
+    show(axes[1], heatmap_overlay(image, explanation.saliency), *size)
+    title = "saliency (red = important)"
     if explanation.bbox is not None:
-        _mark_box(axes, explanation.saliency, explanation.bbox, explanation.pointing_hit)
+        _mark_box(axes, explanation.saliency, explanation.bbox)
+        title = f"saliency (peak {'in' if explanation.pointing_hit else 'outside'} the box)"
+    axes[1].set_title(title + (f"\n{UNSTABLE}" if explanation.unstable else ""))
+    _colour_bar(figure, axes[1])
     for axis in axes:
         axis.axis("off")
     if curves:
-        draw_curves(figure.add_subplot(top[0, 2]), explanation.deletion, explanation.insertion)
+        draw_curves(figure.add_subplot(top[0, 2]), explanation.deletion, explanation.insertion, explanation.unstable)
     if word_maps:
         grid = outer[1].subgridspec(word_rows, min(len(word_maps), WORDS_PER_ROW))
         for k, word in enumerate(word_maps):
             axis = figure.add_subplot(grid[k // WORDS_PER_ROW, k % WORDS_PER_ROW])
-            axis.imshow(heatmap_overlay(image, word.saliency))
+            show(axis, heatmap_overlay(image, word.saliency), *size)
             if explanation.bbox is not None:
-                _mark_box([axis], word.saliency, explanation.bbox, None, title=False)
-            axis.set_title(f"{word.word!r}: deletion {word.deletion.auc:.2f}, insertion {word.insertion.auc:.2f}",
-                           fontsize=8)
+                _mark_box([axis], word.saliency, explanation.bbox)
+            title = f"{word.word!r}: {scores(word.deletion, word.insertion, word.unstable)}"
+            axis.set_title(displayable(textwrap.fill(title, 34)), fontsize=8)
             axis.axis("off")
     draw_strip(figure.add_subplot(outer[-1]), explanation.tokens, fontsize=strip_fontsize)
     figure.suptitle(_title(explanation, 70 + 40 * curves), fontsize=9)
@@ -95,10 +137,11 @@ def word_figure(image: Image.Image, explanation: Any, word: Any) -> Figure:
 
     tokens = [replace(t, selected=t.index in word.tokens) for t in explanation.tokens]
     alone = replace(explanation, saliency=word.saliency, tokens=tokens, words=None, deletion=word.deletion,
-                    insertion=word.insertion)
+                    insertion=word.insertion, unstable=word.unstable, pointing_hit=word.pointing_hit)
     figure = overlay_figure(image, alone)
-    figure.axes[1].set_title(f"map of {word.word!r}: deletion AUC {word.deletion.auc:.3f}, insertion AUC "
-                             f"{word.insertion.auc:.3f}", fontsize=9)
+    title = f"map of {word.word!r}: {scores(word.deletion, word.insertion, word.unstable, digits=3)}"
+    figure.axes[1].set_title(displayable(textwrap.fill(title, 48)), fontsize=9)
+    figure.tight_layout()
     return figure
 
 
@@ -106,30 +149,43 @@ def words_figure(image: Image.Image, explanation: Any) -> Figure:
     """Every per-word map side by side after the joint map (up to five a row), the answer strip below."""
     from lvlm_heat.reporting.strip import draw_strip, line_height_in, strip_lines
 
-    maps = [("joint map", explanation.saliency, explanation.deletion, explanation.insertion)]
-    maps += [(repr(w.word) + (" (unstable: p(I) ~ p(B))" if w.unstable else ""), w.saliency, w.deletion, w.insertion)
-             for w in explanation.words or []]
+    maps = [("joint map", explanation.saliency, explanation.deletion, explanation.insertion, explanation.unstable)]
+    maps += [(repr(w.word), w.saliency, w.deletion, w.insertion, w.unstable) for w in explanation.words or []]
     rows, columns = math.ceil(len(maps) / WORDS_PER_ROW), min(len(maps), WORDS_PER_ROW)
     width = 2.6 * columns
     panel = width / columns * image.height / image.width + 0.4
     strip_height = 0.35 + strip_lines(explanation.tokens, 0.9 * width) * line_height_in()
     figure = Figure(figsize=(width, 0.5 + rows * panel + strip_height))
     grid = figure.add_gridspec(rows + 1, columns, height_ratios=[panel] * rows + [strip_height])
-    for k, (name, saliency, deletion, insertion) in enumerate(maps):
+    panels = []
+    for k, (name, saliency, deletion, insertion, unstable) in enumerate(maps):
         axis = figure.add_subplot(grid[k // WORDS_PER_ROW, k % WORDS_PER_ROW])
-        axis.imshow(heatmap_overlay(image, saliency))
+        show(axis, heatmap_overlay(image, saliency), image.height, image.width)
         if explanation.bbox is not None:
-            _mark_box([axis], saliency, explanation.bbox, None, title=False)
-        scores = "" if deletion is None else f"\ndeletion {deletion.auc:.2f}, insertion {insertion.auc:.2f}"
-        axis.set_title(f"{name}{scores}", fontsize=8)
+            _mark_box([axis], saliency, explanation.bbox)
+        lines = [name] if deletion is None else [name, scores(deletion, insertion)]
+        axis.set_title(displayable("\n".join(lines + [UNSTABLE] * unstable)), fontsize=8)
         axis.axis("off")
+        panels.append(axis)
     draw_strip(figure.add_subplot(grid[rows, :]), explanation.tokens)
-    figure.suptitle(textwrap.shorten(f"Q: {explanation.question}   A: {explanation.answer}", 25 * columns), fontsize=9)
     figure.tight_layout()
+    _colour_bar(figure, panels)
+    question = textwrap.shorten(f"Q: {explanation.question}   A: {explanation.answer}", 25 * columns)
+    figure.suptitle(displayable(question), fontsize=9)
     return figure
 
 
-def _mark_box(axes, saliency: np.ndarray, box, hit: bool | None, title: bool = True) -> None:
+def _colour_bar(figure: Figure, axis) -> None:
+    """The overlay's colour scale beside ``axis`` (or a list of axes), with what it means."""
+    from matplotlib.cm import ScalarMappable
+    from matplotlib.colors import Normalize
+
+    bar = figure.colorbar(ScalarMappable(Normalize(0, 1), COLORMAP), ax=axis, fraction=0.046, pad=0.03)
+    bar.set_label(SCALE_LABEL, fontsize=7)
+    bar.ax.tick_params(labelsize=7)
+
+
+def _mark_box(axes, saliency: np.ndarray, box) -> None:
     """The evidence box on every panel and the saliency peak (the pointing game's point) on the last."""
     from matplotlib.patches import Rectangle
 
@@ -139,8 +195,6 @@ def _mark_box(axes, saliency: np.ndarray, box, hit: bool | None, title: bool = T
                                  linestyle="--", linewidth=1.5))
     row, column = peak(torch.from_numpy(saliency))
     axes[-1].plot(column, row, marker="+", markersize=14, markeredgewidth=2.5, color="white")
-    if title:
-        axes[-1].set_title(f"saliency (peak {'in' if hit else 'outside'} the box)")
 
 
 def figure_to_array(figure: Figure, dpi: float = 100) -> np.ndarray:
@@ -153,15 +207,15 @@ def figure_to_array(figure: Figure, dpi: float = 100) -> np.ndarray:
     return np.ascontiguousarray(np.asarray(canvas.buffer_rgba())[..., :3])
 
 
-def curves_figure(deletion: Curve, insertion: Curve) -> Figure:
-    """Normalised deletion and insertion curves with their AUC."""
+def curves_figure(deletion: Curve, insertion: Curve, unstable: bool = False) -> Figure:
+    """Normalised deletion and insertion curves with their AUC (marked when the normalisation is unstable)."""
     figure = Figure(figsize=(5, 3.6))
-    draw_curves(figure.subplots(), deletion, insertion)
+    draw_curves(figure.subplots(), deletion, insertion, unstable)
     figure.tight_layout()
     return figure
 
 
-def draw_curves(axis, deletion: Curve, insertion: Curve) -> None:
+def draw_curves(axis, deletion: Curve, insertion: Curve, unstable: bool = False) -> None:
     """The normalised deletion and insertion curves with their AUC on ``axis``."""
     for name, curve, colour in (("deletion", deletion, "tab:red"), ("insertion", insertion, "tab:blue")):
         axis.plot(curve.fractions.numpy(), curve.normalized.numpy(), color=colour, label=f"{name} AUC {curve.auc:.3f}")
@@ -170,3 +224,5 @@ def draw_curves(axis, deletion: Curve, insertion: Curve) -> None:
     axis.set_xlim(0, 1)
     axis.legend()
     axis.grid(alpha=0.3)
+    if unstable:
+        axis.set_title(UNSTABLE, fontsize=9, color="tab:red")

@@ -71,7 +71,7 @@ def explanation_html(explanation: Any, image: Image.Image | None = None, width: 
         HTML: question, answer strip, status, AUCs (each word's too with per-word maps), pointing hit and
         box mass when there is a box, and the heatmap over the image as an embedded PNG when there is one.
     """
-    from lvlm_heat.reporting.figures import heatmap_overlay
+    from lvlm_heat.reporting.figures import UNSTABLE, heatmap_overlay, scores
 
     rows = [("status", explanation.status.replace("_", " "))]
     if explanation.saliency is not None:
@@ -79,13 +79,12 @@ def explanation_html(explanation: Any, image: Image.Image | None = None, width: 
                  ("insertion AUC", number(explanation.insertion_auc)),
                  ("p(I) / p(B)", f"{number(explanation.p_image)} / {number(explanation.p_baseline)}")]
         if explanation.unstable:
-            rows.append(("note", "unstable normalisation: p(I) - p(B) below min_gap"))
+            rows.append(("note", f"{UNSTABLE} (p(I) - p(B) below min_gap)"))
     if explanation.bbox is not None and explanation.saliency is not None:
         rows += [("pointing game", "hit" if explanation.pointing_hit else "miss"),
                  ("box mass", number(explanation.box_mass))]
     for word in explanation.words or []:
-        rows.append((f"map of {word.word!r}",
-                     f"deletion {number(word.deletion.auc)}, insertion {number(word.insertion.auc)}"))
+        rows.append((f"map of {word.word!r}", scores(word.deletion, word.insertion, word.unstable, digits=3)))
     if explanation.reference is not None:
         rows.append(("reference", f"{explanation.reference} (match: {explanation.answer_match or 'none'})"))
     overlay = None

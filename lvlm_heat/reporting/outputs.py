@@ -1,7 +1,7 @@
 """A pair's files, and files written atomically.
 
-Each pair has a folder with ``saliency.npy``, ``overlay.png``, ``curves.png`` and, written last and
-atomically, ``result.json``: a folder with a complete ``result.json`` is a finished pair.
+Each pair has a folder with ``saliency.npy`` (the map on the mask's cells), ``overlay.png``, ``curves.png`` and,
+written last and atomically, ``result.json``: a folder with a complete ``result.json`` is a finished pair.
 :func:`write_pair_outputs` writes them from an :class:`~lvlm_heat.record.ExplanationRecord`, and
 :func:`read_record` reads one back. Every file another process or a later run reads (``result.json``,
 the summary, ``run.json``, the report) goes through :func:`write_atomic`: it is either absent or complete.
@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from lvlm_heat.geometry import grid_to_image
 from lvlm_heat.record import EXPLAINED, NOT_GROUNDED, ExplanationRecord
 
 RESULT = "result.json"
@@ -72,38 +73,47 @@ def write_pair_outputs(folder: Path, record: ExplanationRecord) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     image = record.image
     if record.saliency is not None:
-        np.save(folder / "saliency.npy", record.saliency.astype(np.float32))
+        np.save(folder / "saliency.npy", _stored(record.saliency_grid, record.saliency))
         overlay_figure(image, record).savefig(folder / "overlay.png", dpi=110)
-        curves_figure(record.deletion, record.insertion).savefig(folder / "curves.png", dpi=110)
+        curves_figure(record.deletion, record.insertion, record.unstable).savefig(folder / "curves.png", dpi=110)
     if record.words:
         for word in record.words:
-            np.save(folder / f"saliency_{word.file_stem}.npy", word.saliency.astype(np.float32))
+            np.save(folder / f"saliency_{word.file_stem}.npy", _stored(word.grid, word.saliency))
             word_figure(image, record, word).savefig(folder / f"overlay_{word.file_stem}.png", dpi=110)
         words_figure(image, record).savefig(folder / "words.png", dpi=110)
     write_json_atomic(folder / RESULT, record.to_dict())
 
 
+def _stored(grid: np.ndarray | None, saliency: np.ndarray) -> np.ndarray:
+    """What a ``.npy`` file holds: the map on the mask's cells (a few KB whatever the image), or the map itself
+    when it has no grid."""
+    return np.asarray(grid if grid is not None else saliency, dtype=np.float32)
+
+
+def load_saliency(path: Path, image_size: tuple[int, int] | None) -> np.ndarray | None:
+    """A ``saliency*.npy`` file as the ``(H, W)`` map over the image (its cells upsampled bilinearly, exactly as the
+    run computed it); ``None`` when the file is missing or unreadable."""
+    try:
+        stored = np.load(path)
+    except (OSError, ValueError):
+        return None
+    return stored if image_size is None else grid_to_image(stored, image_size)
+
+
 def read_record(folder: Path, maps: bool = True) -> ExplanationRecord | None:
     """The record in ``folder/result.json`` (``None`` when it is missing or unreadable), with its maps from the
-    ``.npy`` files beside it when ``maps`` (a missing map file leaves that map ``None``)."""
+    ``.npy`` files beside it when ``maps`` (:func:`load_saliency`; a missing map file leaves that map ``None``)."""
     try:
         data = json.loads((Path(folder) / RESULT).read_text())
         record = ExplanationRecord.from_dict(data)
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return None
     record.folder = record.folder or Path(folder).name
-    if maps:
-        record.saliency = _load(Path(folder) / "saliency.npy") if record.status == EXPLAINED else None
+    if maps and record.status == EXPLAINED:
+        record.saliency = load_saliency(Path(folder) / "saliency.npy", record.image_size)
         for word in record.words or []:
-            word.saliency = _load(Path(folder) / f"saliency_{word.file_stem}.npy")
+            word.saliency = load_saliency(Path(folder) / f"saliency_{word.file_stem}.npy", record.image_size)
     return record
-
-
-def _load(path: Path) -> np.ndarray | None:
-    try:
-        return np.load(path)
-    except (OSError, ValueError):
-        return None
 
 
 def read_finished(folder: Path, maps: bool = True) -> ExplanationRecord | None:

@@ -30,6 +30,7 @@ from urllib.parse import quote
 
 from lvlm_heat.errors import LvlmHeatError
 from lvlm_heat.record import EXPLAINED, FAILED, NOT_GROUNDED, ExplanationRecord, WordMap
+from lvlm_heat.reporting.figures import UNSTABLE
 from lvlm_heat.reporting.outputs import read_record, strict_json, write_atomic
 from lvlm_heat.reporting.report_page import histogram, render_page, share_bars
 from lvlm_heat.reporting.strip import dark_background, hex_colour, llr_colour, strip_html, strip_tokens
@@ -90,7 +91,7 @@ def _image(run_dir: Path, folder: str, name: str | None) -> str | None:
 
 def _word_data(run_dir: Path, folder: str, word: WordMap) -> dict[str, Any]:
     return {"word": word.word, "tokens": word.tokens, "deletion_auc": _number(word.deletion.auc),
-            "insertion_auc": _number(word.insertion.auc), "pointing_hit": word.pointing_hit,
+            "insertion_auc": _number(word.insertion.auc), "unstable": word.unstable, "pointing_hit": word.pointing_hit,
             "box_mass": _number(word.box_mass), "overlay": _image(run_dir, folder, f"overlay_{word.file_stem}.png")}
 
 
@@ -219,7 +220,7 @@ def render_report(run_dir: Path) -> str:
     records = read_run(run_dir)
     stats = overview(records)
     model, identity = _model_and_settings(run_dir, records)
-    data = {"page_size": PAGE_SIZE, "references": stats["correct"]["of"] > 0,
+    data = {"page_size": PAGE_SIZE, "unstable_mark": UNSTABLE, "references": stats["correct"]["of"] > 0,
             "boxes": stats["pointing"]["of"] > 0, "pairs": [pair_data(run_dir, r, k) for k, r in enumerate(records)]}
     blob = json.dumps(strict_json(data), allow_nan=False, separators=(",", ":")).replace("<", "\\u003c")
     return render_page(name=run_dir.resolve().name, model=model,

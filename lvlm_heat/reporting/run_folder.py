@@ -66,13 +66,15 @@ def launching_process() -> bool:
     return RUN_DIR_ENV not in os.environ and int(os.environ.get("RANK", "0")) == 0
 
 
-def check_identity(folder: Path, identity: dict[str, Any], force: bool = False) -> None:
+def check_identity(folder: Path, identity: dict[str, Any], force: bool = False,
+                   runtime: dict[str, Any] | None = None) -> None:
     """Record ``identity`` in ``folder/run.json``, or refuse, in one line, a folder made otherwise.
 
     Args:
         folder: The run folder.
         identity: What changes results: version, model, adapter, dtype, settings (JSON values).
         force: Reuse the folder whatever made it (its ``run.json`` then records this run).
+        runtime: What this run ran with and changes no result (threads): recorded, never compared.
     """
     path = folder / RUN_FILE
     try:
@@ -87,8 +89,7 @@ def check_identity(folder: Path, identity: dict[str, Any], force: bool = False) 
             f"{folder} holds results of another configuration ({differences}): choose a new --output_dir, "
             "or pass --resume force to reuse its finished pairs anyway"
         )
-    if recorded != identity:
-        write_json_atomic(path, {"identity": identity})
+    write_json_atomic(path, {"identity": identity, "runtime": runtime or {}})
 
 
 def _differences(old: Any, new: Any, prefix: str = "") -> list[str]:

@@ -152,6 +152,23 @@ def line_height_in(fontsize: float = 10) -> float:
     return 2.0 * fontsize / 72
 
 
+def displayable(text: str, family: str = "DejaVu Sans") -> str:
+    """``text`` with every character the font cannot draw replaced by ``?`` (no warning per missing glyph).
+
+    >>> displayable("red \U0001f914 circle")
+    'red ? circle'
+    """
+    glyphs = _glyphs(family)
+    return "".join(c if ord(c) in glyphs or c in "\n\t" else "?" for c in text)
+
+
+@functools.cache
+def _glyphs(family: str) -> frozenset[int]:
+    from matplotlib import font_manager, ft2font
+
+    return frozenset(ft2font.FT2Font(font_manager.findfont(family)).get_charmap())
+
+
 def draw_strip(axis: Axes, tokens: Iterable[Any], fontsize: float = 10, caption: bool = True) -> None:
     """Draw the strip from the top-left corner of ``axis`` (its frame and ticks are turned off)."""
     axis.axis("off")
@@ -161,7 +178,8 @@ def draw_strip(axis: Axes, tokens: Iterable[Any], fontsize: float = 10, caption:
     line_pt = 72 * line_height_in(fontsize)
     for line, x, token in _layout(shown, width_pt, fontsize):
         offset = ScaledTranslation(x / 72, -(line * line_pt + 0.3 * fontsize) / 72, figure.dpi_scale_trans)
-        axis.text(0, 1, token.text, transform=axis.transAxes + offset, ha="left", va="top", family="monospace",
+        axis.text(0, 1, displayable(token.text, "monospace"), transform=axis.transAxes + offset, ha="left", va="top",
+                  family="monospace",
                   fontsize=fontsize, fontweight="bold" if token.selected else "normal",
                   color="white" if dark_background(token.llr) else "black",
                   bbox={"boxstyle": "square,pad=0.25", "facecolor": llr_colour(token.llr),

@@ -96,7 +96,7 @@ def distribution(values: list[float | None]) -> dict[str, float | int | None]:
 
 
 def write_summary(run_dir: Path, records: list[ExplanationRecord], means: dict[str, float],
-                  model: str) -> dict[str, Any]:
+                  model: str, interrupted: int | None = None) -> dict[str, Any]:
     """Write ``summary.json`` and ``summary.csv`` into ``run_dir`` and return the summary.
 
     Args:
@@ -104,6 +104,8 @@ def write_summary(run_dir: Path, records: list[ExplanationRecord], means: dict[s
         records: Every pair's record, in dataset order.
         means: Dataset means by name (NaN where no pair contributed).
         model: The model's name.
+        interrupted: For a run stopped part-way, the number of pairs it was given (``records`` are those finished):
+            the summary's ``interrupted`` is then ``{"done": len(records), "of": interrupted}``.
     """
     rows = [summary_row(r) for r in records]
     counts = {status: sum(r["status"] == status for r in rows) for status in (EXPLAINED, NOT_GROUNDED, FAILED)}
@@ -124,6 +126,7 @@ def write_summary(run_dir: Path, records: list[ExplanationRecord], means: dict[s
         "by_correctness": correctness_split(rows),
         "reliance": {"answered_without_image": _share([r.get("answered_without_image") for r in rows])},
         "failures": {r["folder"]: r["reason"] for r in rows if r["status"] == FAILED},  # folders are unique
+        "interrupted": None if interrupted is None else {"done": len(rows), "of": interrupted},
         "rows": rows,
     }
     write_json_atomic(run_dir / "summary.json", summary)

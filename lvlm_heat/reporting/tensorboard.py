@@ -21,10 +21,12 @@ from lightning.pytorch import Callback, LightningModule, Trainer
 from lightning.pytorch.loggers import Logger, TensorBoardLogger
 from PIL import Image
 
-from lvlm_heat.geometry import upsample_to_image
-from lvlm_heat.reporting.figures import curves_figure, figure_to_array, heatmap_overlay
+from lvlm_heat.geometry import ViewWindow, sample_mask
+from lvlm_heat.reporting.figures import curves_figure, display_size, figure_to_array, heatmap_overlay
 
 EVENTS = "events.out.tfevents.*"
+TENSORBOARD_SIDE = 512
+"""Pixels on the long side of the overlays logged to TensorBoard (a photo of any size)."""
 
 
 class PairLogger(Logger):
@@ -120,9 +122,10 @@ class SaliencyImageLogger(Callback):
             return
         step = trainer.global_step
         size = (self.image.height, self.image.width)
+        shown = ViewWindow.full(*size).resize(*display_size(*size, TENSORBOARD_SIDE))
         masks = pl_module.final_masks().detach().float()
         for name, mask in zip(["overlay", *(f"word_{w}" for w in self.words)], masks):
-            saliency = 1 - upsample_to_image(mask[None], size)
+            saliency = sample_mask(1 - mask[None], shown, size)  # the map at the picture's display size
             overlay = heatmap_overlay(self.image, saliency[0, 0].cpu().numpy())
             writer.add_image(f"saliency/{name}", np.ascontiguousarray(overlay), step, dataformats="HWC")
         writer.add_image("auc/curves", figure_to_array(curves_figure(*pl_module.curves[0])), step, dataformats="HWC")

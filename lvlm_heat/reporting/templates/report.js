@@ -70,7 +70,7 @@
       head.append(el("span", { class: "badge " + (p.pointing_hit ? "hit" : "miss"), text: p.pointing_hit ? "hit" : "miss" }));
     if (p.correct !== null && p.correct !== undefined)
       head.append(el("span", { class: "badge " + (p.correct ? "correct" : "wrong"), text: p.correct ? "correct" : "wrong" }));
-    if (p.unstable) head.append(el("span", { class: "badge warn", text: "unstable normalisation" }));
+    if (p.unstable) head.append(el("span", { class: "badge warn", text: DATA.unstable_mark }));
     if (p.out_of_range) head.append(el("span", { class: "badge warn", text: "curve leaves [0, 1]" }));
     if (p.reliance && p.reliance.answered_without_image)
       head.append(el("span", { class: "badge warn", text: "answered without the image" }));
@@ -115,12 +115,12 @@
   function words(p) {
     const box = el("details", { class: "words" }, el("summary", { text: "per-word maps (" + p.words.length + " words)" }));
     const table = el("table", { class: "wordtable" }, el("tr", {}, ...["word", "tokens", "deletion AUC", "insertion AUC",
-      "pointing", "box mass"].map((h) => el("th", { text: h }))));
+      "pointing", "box mass", "note"].map((h) => el("th", { text: h }))));
     const figs = el("div", { class: "wordfigs" });
     for (const w of p.words) {
       const hit = w.pointing_hit === null || w.pointing_hit === undefined ? "n/a" : (w.pointing_hit ? "hit" : "miss");
-      table.append(el("tr", {}, ...[w.word, (w.tokens || []).join(" "), num(w.deletion_auc), num(w.insertion_auc), hit,
-        num(w.box_mass)].map((v) => el("td", { text: String(v) }))));
+      table.append(el("tr", {}, ...[w.word, (w.tokens || []).length, num(w.deletion_auc), num(w.insertion_auc), hit,
+        num(w.box_mass), w.unstable ? DATA.unstable_mark : ""].map((v) => el("td", { text: String(v) }))));
       if (w.overlay) figs.append(el("figure", {}, figure(w.overlay, "map of " + w.word), el("figcaption", { text: w.word })));
     }
     box.append(table, figure(p.images.words, "per-word maps of " + p.id), figs);
