@@ -93,7 +93,7 @@ def prepare(adapter: Adapter, query: Query, config: ExplainConfig) -> Prepared:
     if query.answer is not None and not query.answer.strip():
         raise LvlmHeatError("the answer is empty: give the answer to explain, or none to explain the model's own")
     clock = Clock()
-    image = query.image.convert("RGB")
+    image = query.image if query.image.mode == "RGB" else query.image.convert("RGB")
     query.image = image
     baseline = make_baseline(image, config.baseline, seed=config.optim.seed)
     warnings = []
