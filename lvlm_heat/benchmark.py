@@ -2,8 +2,8 @@
 
 For one pair it measures, in one run:
 
-- the full method: wall time per pair and per phase (answer, prepare = the token selection's passes,
-  optimise, curves), with the composites evaluated in batches of ``batch_size``;
+- the full method: wall time per pair and per phase (answer, prepare = the processor, the token selection's
+  and the warm start's passes, optimise, curves), with the composites evaluated in batches of ``batch_size``;
 - the bare model: the same composites as plain forward + backward passes (optimisation) and forward
   passes (curves), in the same batches (each iteration's and each curve's composites cut in chunks of
   ``batch_size``), with nothing else;

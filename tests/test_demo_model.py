@@ -10,9 +10,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import yaml
 
-from lvlm_heat import ExplainConfig, Explainer, OptimConfig, SelectionConfig
+from lvlm_heat import Explainer
+from lvlm_heat.cli import parse
 from lvlm_heat.demo import DEMO_MODELS
 from lvlm_heat.demo.synthetic import COLOR_NAMES, HELDOUT_SEED, SCENE_SIZE, SHAPES, ask, make_scene
 
@@ -28,9 +28,8 @@ def explainer(request):
     folder = DEMO_MODELS[request.param]
     if not (folder / "config.json").exists():
         pytest.fail(f"the demo model is missing from {folder}: rebuild it with python -m lvlm_heat.demo.build")
-    preset = yaml.safe_load(PRESET.read_text())  # the demo preset: what `--config configs/demo.yaml` runs
-    config = ExplainConfig(optim=OptimConfig(**preset["optim"]), select=SelectionConfig(**preset["select"]))
-    return Explainer(request.param, device="cpu", config=config)
+    config = parse(["--config", str(PRESET)])["explain"]  # what `--config configs/demo.yaml` runs
+    return Explainer(request.param, device="cpu", precision="fp32", config=config)
 
 
 def test_demo_heatmaps_point_at_the_queried_object(explainer):

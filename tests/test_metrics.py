@@ -1,4 +1,4 @@
-"""Deletion / insertion curves and AUC against hand-computed values (docs/method.md, 'Deletion and insertion metrics')."""
+"""Deletion / insertion curves and AUC against hand-computed values (docs/method.md, 'Deletion and insertion curves')."""
 
 import pytest
 import torch

@@ -145,7 +145,7 @@ def test_on_the_demo_pairs_the_start_moves_llava_peaks_and_mass_onto_the_queried
             result = explainer.explain(Image.open(DEMO_PAIRS.parent / pair["image"]), pair["question"])
             hits[warm].append(pointing_hit(torch.from_numpy(result.saliency), pair["bbox"]))
             mass[warm].append(box_mass(torch.from_numpy(result.saliency), pair["bbox"]))
-    print(f"\ndemo LLaVA, peaks in the box / mean box mass: default {sum(hits[0.0])} of 4 / {np.mean(mass[0.0]):.2f}, "
-          f"warm start {sum(hits[0.5])} of 4 / {np.mean(mass[0.5]):.2f}")
+    print(f"\ndemo LLaVA, peaks in the box / mean box mass: paper's start {sum(hits[0.0])} of 4 / "
+          f"{np.mean(mass[0.0]):.2f}, warm start (the default) {sum(hits[0.5])} of 4 / {np.mean(mass[0.5]):.2f}")
     assert sum(hits[0.5]) == 4
     assert np.mean(mass[0.5]) > np.mean(mass[0.0])

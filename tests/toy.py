@@ -132,7 +132,7 @@ class TwoEncoderNet(nn.Module):
 
 
 class TwoEncoderAdapter(OneWordAdapter):
-    """The worked example of README's "Add your own model": a plain ``nn.Module``, two encoders.
+    """The worked example of docs/models.md's "Add your own model": a plain ``nn.Module``, two encoders.
 
     ``--adapter toy.TwoEncoderAdapter --model FOLDER`` loads ``FOLDER/config.json`` (``{"box": [...]}``).
     """

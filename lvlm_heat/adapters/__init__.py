@@ -116,7 +116,7 @@ def _adapter_class(adapter: str | None, model: str) -> type[Adapter]:
     raise LvlmHeatError(
         f"no adapter for {model!r} (model type {model_type!r}): not an image-text-to-text model in transformers. "
         f"Family adapters: {', '.join(sorted(ADAPTERS))}; any other vision-language model gets the measured one. "
-        "For a model outside transformers write an adapter (see README, 'Add your own model') and pass --adapter"
+        "For a model outside transformers write an adapter (docs/models.md, 'Add your own model') and pass --adapter"
     )
 
 

@@ -108,7 +108,7 @@ def measure_sources(run: Run, prompt: str, size: tuple[int, int], keys: list[str
             raise LvlmHeatError(
                 f"cannot measure where the processor puts the image in {key!r}: with rescaling and normalisation "
                 "off and nearest-neighbour resampling its output is not a copy of input pixels (write a family "
-                "adapter, README 'Add your own model')"
+                "adapter, docs/models.md 'Add your own model')"
             )
         sources[key] = index
     return sources

@@ -161,6 +161,10 @@ def evaluate(
     }
 
 
+def _fmt(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.3f}"
+
+
 def run_evaluation(
     model: ModelConfig = ModelConfig(device="cpu"),
     splits: list[Split] | None = None,
@@ -187,11 +191,12 @@ def run_evaluation(
     results = []
     for split in splits or ["heldout", "large", "wide", "tall", "crowded"]:
         row = evaluate(explainer, split, pairs, explain_model_answer, first_index)
+        medians = ", ".join(f"{name} {_fmt(row[f'median_{key}'])}" for name, key in (
+            ("deletion AUC", "deletion_auc"), ("insertion AUC", "insertion_auc"), ("box mass", "box_mass")))
         print(f"{model.model} {split}: {row['grounded']}/{row['pairs']} grounded, {row['with_map']} with a map; peak on "
               f"the object {row['pointing_game']:.0%}, on another object {row['peak_on_other']:.0%}; word selected "
-              f"{row['word_selected_share']:.0%}, filler selected {row['filler_selected']}; median AUC deletion "
-              f"{row['median_deletion_auc']}, insertion {row['median_insertion_auc']}; median box mass "
-              f"{row['median_box_mass']}", flush=True)
+              f"{row['word_selected_share']:.0%}, filler selected {row['filler_selected']}; medians: {medians}",
+              flush=True)
         for miss in row["misses"]:
             where = f"peak on {miss['peak']}" if miss["peak"] else f"no map ({miss['status']})"
             print(f"  miss: pair {miss['index']}, {miss['question']!r} -> {miss['answer']!r}: {where}", flush=True)

@@ -1,6 +1,6 @@
 """Deletion / insertion curves, their AUC, and plausibility against a box.
 
-The method: docs/method.md, 'Deletion and insertion metrics'.
+The method: docs/method.md, 'Deletion and insertion curves'.
 
 - :mod:`~lvlm_heat.metrics.functional`: the maths (AUC, pointing hit, box mass) on tensors;
 - :mod:`~lvlm_heat.metrics.curves`: curve generation from any scoring function;

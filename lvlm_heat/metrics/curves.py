@@ -1,4 +1,4 @@
-"""Deletion and insertion curves (docs/method.md, 'Deletion and insertion metrics'), apart from their AUC.
+"""Deletion and insertion curves (docs/method.md, 'Deletion and insertion curves'), apart from their AUC.
 
 Cells are ranked from most to least important (ascending mask value, ties in raster
 order) and removed in ``K`` steps of ``floor(N / K)`` cells, the last step taking the

@@ -10,10 +10,10 @@ B, or a flat colour) through the adapter's own geometry, exactly as the mask's c
 
 :func:`map_metrics` scores any map with the explainer's own curve machinery: the map is averaged
 over each cell of the explainer's mask grid, the cells are ranked by that value and
-:func:`~lvlm_heat.metrics.perturbation_curve` draws the deletion and insertion curves with
-:meth:`MaskExplainer.curve_scores <lvlm_heat.explainer.MaskExplainer.curve_scores>`; the pointing
-game and box mass use :func:`~lvlm_heat.metrics.pointing_hit` and :func:`~lvlm_heat.metrics.box_mass`, with
-ties at a map's maximum broken at their centre (:func:`peak`) for every explainer alike.
+:meth:`CompositeScorer.curves <lvlm_heat.scorer.CompositeScorer.curves>` draws the deletion and insertion
+curves; the pointing game and box mass use :func:`~lvlm_heat.metrics.pointing_hit` and
+:func:`~lvlm_heat.metrics.box_mass`, whose peak (:func:`~lvlm_heat.metrics.peak`) breaks ties at a map's
+maximum at their centre for every explainer alike.
 So an occlusion map and the optimised mask are compared with the same numbers.
 """
 
