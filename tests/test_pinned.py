@@ -7,6 +7,7 @@ the same commit, saying why.
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
@@ -30,12 +31,42 @@ PINNED = {  # pair: (peak (row, col), deletion AUC, insertion AUC)
 }
 
 
-@pytest.mark.parametrize("model", ["demo", pytest.param("demo-qwen2-vl", marks=pytest.mark.slow)])
-def test_the_readme_pairs_keep_their_peaks_and_aucs(model, tmp_path):
-    summary = main(["--model", model, "--output_dir", str(tmp_path), "--progress", "false"])
+def _run(model: str, folder, *flags: str) -> dict:
+    summary = main(["--model", model, "--output_dir", str(folder), "--progress", "false", *flags])
     assert summary["explained"] == 4
+    return summary
+
+
+@pytest.fixture(scope="module")
+def demo_run(tmp_path_factory):
+    """``python train.py``: the README's run, once for this module."""
+    folder = tmp_path_factory.mktemp("readme_run")
+    _run("demo", folder)
+    return folder
+
+
+@pytest.mark.parametrize("model", ["demo", pytest.param("demo-qwen2-vl", marks=pytest.mark.slow)])
+def test_the_readme_pairs_keep_their_peaks_and_aucs(model, request, tmp_path):
+    if model == "demo":
+        tmp_path = request.getfixturevalue("demo_run")
+    else:
+        _run(model, tmp_path)
     for pair, (expected_peak, deletion, insertion) in PINNED[model].items():
         record = read_record(tmp_path / pair)
         assert peak(torch.from_numpy(record.saliency)) == expected_peak, pair
         assert record.deletion_auc == pytest.approx(deletion, abs=1e-6), pair
         assert record.insertion_auc == pytest.approx(insertion, abs=1e-6), pair
+
+
+def test_the_warm_start_moves_the_demo_peaks_and_mass_onto_the_queried_object(demo_run, tmp_path):
+    """docs: from the paper's start (``--warm_start.depth 0``) two of the four demo maps peak elsewhere; the default
+    start puts all four peaks on the queried object and more of the saliency in the boxes."""
+    _run("demo", tmp_path, "--warm_start.depth", "0")
+    hits, mass = {}, {}
+    for name, folder in (("paper's start", tmp_path), ("warm start (the default)", demo_run)):
+        records = [read_record(folder / pair) for pair in PINNED["demo"]]
+        hits[name] = [r.pointing_hit for r in records]
+        mass[name] = float(np.mean([r.box_mass for r in records]))
+    print(f"\ndemo LLaVA, peaks in the box / mean box mass: {hits} / {mass}")
+    assert hits["warm start (the default)"] == [True] * 4 and sum(hits["paper's start"]) == 2
+    assert mass["warm start (the default)"] > mass["paper's start"]

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pytest
 import torch
 from PIL import Image
 
@@ -13,6 +14,7 @@ from lvlm_heat import ExplainConfig, Explainer, OptimConfig
 from lvlm_heat.demo import DEMO_PAIRS
 
 
+@pytest.mark.slow  # bf16 has no fast kernels on the CPU: 40 s for two pairs
 def test_bf16_selects_the_same_tokens_and_draws_nearly_the_same_map():
     pairs = [json.loads(line) for line in DEMO_PAIRS.read_text().splitlines()[1:3]]
     config = ExplainConfig(optim=OptimConfig(iterations=3))
