@@ -62,6 +62,11 @@ def _umask() -> int:
     return mask
 
 
+def _save(figure, path: Path) -> None:
+    """A figure as PNG, its bounds fitted to what it draws (a long title or a colour bar's label is never cut)."""
+    figure.savefig(path, dpi=110, bbox_inches="tight")
+
+
 def write_pair_outputs(folder: Path, record: ExplanationRecord) -> None:
     """``saliency.npy``, ``overlay.png``, ``curves.png`` (when explained), with per-word maps
     ``saliency_<k>_<word>.npy``, ``overlay_<k>_<word>.png`` and ``words.png``, and, last, ``result.json``.
@@ -74,13 +79,13 @@ def write_pair_outputs(folder: Path, record: ExplanationRecord) -> None:
     image = record.image
     if record.saliency is not None:
         np.save(folder / "saliency.npy", _stored(record.saliency_grid, record.saliency))
-        overlay_figure(image, record).savefig(folder / "overlay.png", dpi=110)
-        curves_figure(record.deletion, record.insertion, record.unstable).savefig(folder / "curves.png", dpi=110)
+        _save(overlay_figure(image, record), folder / "overlay.png")
+        _save(curves_figure(record.deletion, record.insertion, record.unstable), folder / "curves.png")
     if record.words:
         for word in record.words:
             np.save(folder / f"saliency_{word.file_stem}.npy", _stored(word.grid, word.saliency))
-            word_figure(image, record, word).savefig(folder / f"overlay_{word.file_stem}.png", dpi=110)
-        words_figure(image, record).savefig(folder / "words.png", dpi=110)
+            _save(word_figure(image, record, word), folder / f"overlay_{word.file_stem}.png")
+        _save(words_figure(image, record), folder / "words.png")
     write_json_atomic(folder / RESULT, record.to_dict())
 
 
