@@ -18,7 +18,7 @@ from typing import Any
 from PIL import Image
 
 from lvlm_heat.adapters import load_adapter
-from lvlm_heat.config import ExplainConfig, ModelConfig, Precision
+from lvlm_heat.config import ExplainConfig, ModelConfig, Precision, result_settings
 from lvlm_heat.data.images import image_digest, open_image
 from lvlm_heat.data.pairs import Query
 from lvlm_heat.pipeline import explain_pair
@@ -115,8 +115,8 @@ class Explainer:
         if record is None:
             return None
         changed = differences(record, query.question, query.answer, query.image_digest)
-        if record.model != self.adapter.name or _results_settings(record.settings) != _results_settings(
-                asdict(self.config)):
+        same_settings = result_settings(record.settings) == result_settings(asdict(self.config))
+        if record.model != self.adapter.name or not same_settings:
             changed.append("model or settings")
         if changed:
             log.warning("[%s] its %s changed since the result in %s: explaining it again", query.pair_id,
@@ -124,8 +124,3 @@ class Explainer:
             return None
         record.image = query.image
         return record
-
-
-def _results_settings(settings: dict[str, Any]) -> dict[str, Any]:
-    """The settings that change results: all but the batch size."""
-    return {**settings, "optim": {k: v for k, v in settings.get("optim", {}).items() if k != "batch_size"}}

@@ -22,7 +22,7 @@ from dataclasses import asdict, fields, replace
 from pathlib import Path
 from typing import Any, Literal
 
-from lvlm_heat.config import DataConfig, ExplainConfig, ModelConfig, TrainerConfig
+from lvlm_heat.config import DataConfig, ExplainConfig, ModelConfig, TrainerConfig, result_settings
 from lvlm_heat.errors import LvlmHeatError
 
 FLAT = (ModelConfig, ExplainConfig)
@@ -205,8 +205,7 @@ def run_identity(model: ModelConfig, dtype, explain: ExplainConfig, data: DataCo
     except PackageNotFoundError:
         package = "unknown"
     local = Path(model.model)
-    settings = asdict(explain)
-    settings["optim"].pop("batch_size")
+    settings = result_settings(asdict(explain))
     return {
         "lvlm_heat": package,
         "model": model.model if model.model in DEMO_MODELS or not local.exists() else str(local.resolve()),

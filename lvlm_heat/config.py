@@ -222,6 +222,16 @@ class ExplainConfig:
             raise ValueError("maps per_word takes one mask per word: use it with optim.masks 1")
 
 
+def result_settings(settings: dict) -> dict:
+    """An :class:`ExplainConfig` as a dict (``asdict``, or a record's ``settings``) without what changes no result:
+    the batch size.
+
+    >>> result_settings({"baseline": "blur", "optim": {"iterations": 5, "batch_size": 16}})
+    {'baseline': 'blur', 'optim': {'iterations': 5}}
+    """
+    return {**settings, "optim": {k: v for k, v in settings.get("optim", {}).items() if k != "batch_size"}}
+
+
 @dataclass
 class DataConfig:
     """Where the pairs come from."""

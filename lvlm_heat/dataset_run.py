@@ -129,7 +129,7 @@ class DatasetRun(LightningModule):
 
     def predict_step(self, index: int, batch_idx: int) -> ExplanationRecord:
         pair = self.pairs[int(index)]
-        record = reusable(self.run_dir / pair.folder, pair, self.multiple_choice)
+        record = reusable(self.run_dir / pair.folder, pair, self.multiple_choice, maps=pair.bbox is not None)
         if record is None:
             with torch.enable_grad():  # predict runs without gradients; the mask needs them
                 record = self._explain(pair)
@@ -199,30 +199,18 @@ class RunInterrupted(BaseException):
     per-pair trainer would swallow): it travels up through both trainers to :func:`run_dataset`."""
 
 
-@contextmanager
-def _interruptible() -> Iterator[None]:
-    """While the run goes, Ctrl-C raises :class:`RunInterrupted` (in the main thread; elsewhere nothing changes)."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def stop(signum, frame) -> None:
-        raise RunInterrupted
-
-    previous = signal.signal(signal.SIGINT, stop)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, previous)
+def _stop(signum, frame) -> None:
+    raise RunInterrupted
 
 
 @contextmanager
-def _uninterruptible() -> Iterator[None]:
-    """Ctrl-C ignored while the summary of an interrupted run is written (a second press must not lose it)."""
+def _on_ctrl_c(handler) -> Iterator[None]:
+    """Ctrl-C handled by ``handler`` (a signal handler, or ``signal.SIG_IGN``) while the block runs, in the main
+    thread (elsewhere nothing changes); the previous handler afterwards."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    previous = signal.signal(signal.SIGINT, handler)
     try:
         yield
     finally:
@@ -265,13 +253,13 @@ def run_dataset(pairs: list[Pair], model: ModelConfig, config: ExplainConfig, ru
         enable_checkpointing=False, inference_mode=False, use_distributed_sampler=False,
     )
     interrupted = False
-    with _interruptible():
+    with _on_ctrl_c(_stop):
         try:
             runner.predict(module, return_predictions=False)
         except RunInterrupted:
             interrupted = True
     if interrupted:
-        with _uninterruptible():
+        with _on_ctrl_c(signal.SIG_IGN):  # a second press must not lose the summary
             module.finish_interrupted()
     else:
         module.finish()

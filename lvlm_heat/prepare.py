@@ -96,16 +96,15 @@ def prepare(adapter: Adapter, query: Query, config: ExplainConfig) -> Prepared:
     image = query.image if query.image.mode == "RGB" else query.image.convert("RGB")
     query.image = image
     baseline = make_baseline(image, config.baseline, seed=config.optim.seed)
-    warnings = []
     if query.answer is not None:
         answer_ids = adapter.encode_answer(query.answer)
-        texts, special = adapter.token_texts(answer_ids)  # an unknown word may come back as a special token
-        warnings = _dropped_words(query.answer, [t for t, s in zip(texts, special) if not s])
     else:
         answer_ids = adapter.generate(image, query.question, config.max_new_tokens)
     clock.lap("answer")
     texts, special = adapter.token_texts(answer_ids)
-    answer = "".join(t for t, s in zip(texts, special) if not s).strip()
+    spoken = [t for t, s in zip(texts, special) if not s]  # an unknown word may come back as a special token
+    answer = "".join(spoken).strip()
+    warnings = _dropped_words(query.answer, spoken) if query.answer is not None else []
     prepared = Prepared(query, baseline, answer, [], warnings=warnings, clock=clock)
     if answer_ids.numel() == 0:
         return prepared
