@@ -6,8 +6,8 @@ takes these dataclasses, so each default and each check is written once. Field d
 
 - :class:`ModelConfig`: which model, loaded how;
 - :class:`ExplainConfig`: one explanation, holding :class:`SelectionConfig` (which answer tokens are
-  explained), :class:`WarmStartConfig` (where the mask starts) and :class:`OptimConfig` (the mask
-  optimisation);
+  explained), :class:`WarmStartConfig` (where the mask starts), :class:`OptimConfig` (the mask
+  optimisation), and the other explainers' settings, :class:`OcclusionConfig` and :class:`GradientConfig`;
 - :class:`DataConfig`: where a dataset's pairs come from;
 - :class:`TrainerConfig`: how a dataset run is spread over processes;
 - :class:`SanityConfig`: what the sanity checks do besides explaining.
@@ -28,6 +28,11 @@ Rule = Literal["evidence", "llr", "all", "words"]
 Maps = Literal["joint", "per_word"]
 Format = Literal["auto", "jsonl", "json", "csv", "cvbench", "mmvp", "mmstar", "llava_bench"]
 Fill = Literal["baseline", "flat"]
+METHODS = ("igos", "superpixel", "grid", "gradient")
+"""The explainers ``--method`` chooses among (docs/method.md, 'Other explainers')."""
+TITLES = {"igos": "optimised mask (igos)", "superpixel": "superpixel occlusion", "grid": "grid occlusion",
+          "gradient": "gradient"}
+"""Each explainer as tables and figures name it."""
 
 
 def _at_least(prefix: str, owner: object, minimum: float, *names: str) -> None:
@@ -189,6 +194,47 @@ class SelectionConfig:
 
 
 @dataclass
+class OcclusionConfig:
+    """The occlusion explainers (``--method grid``, ``--method superpixel``): hide one region at a time, one
+    forward pass per region, and call a region as important as the explained tokens' log-probability drops."""
+
+    grid: int = 8
+    """``--method grid``: ``grid x grid`` blocks over the image."""
+    grid_fill: Fill = "baseline"
+    """What a hidden grid block shows: ``baseline`` (the explainer's baseline B) or ``flat`` (the image's mean
+    colour)."""
+    segments: int = 50
+    """``--method superpixel``: about this many SLIC segments."""
+    compactness: float = 10.0
+    """SLIC's compactness: higher gives squarer segments, lower follows colour more closely."""
+    superpixel_fill: Fill = "flat"
+    """What a hidden superpixel shows: ``flat`` (the image's mean colour, as Captum's feature ablation) or
+    ``baseline``."""
+
+    def __post_init__(self) -> None:
+        _at_least("occlusion.", self, 1, "grid")
+        _at_least("occlusion.", self, 2, "segments")
+        if self.compactness <= 0:
+            raise ValueError(f"occlusion.compactness must be positive, got {self.compactness}")
+
+
+@dataclass
+class GradientConfig:
+    """The gradient explainer (``--method gradient``): the gradient of the explained tokens' log-probability with
+    respect to a keep-mask of fine cells, i.e. gradient x (image - baseline) summed over each cell; with
+    ``steps > 1``, integrated gradients along the path from the baseline to the image."""
+
+    steps: int = 1
+    """Points of the path from the baseline to the image (1: the gradient at the image alone; ``steps``
+    composites, one backward pass per batch)."""
+    cells: int = 64
+    """Cells of the gradient map on the image's long side."""
+
+    def __post_init__(self) -> None:
+        _at_least("gradient.", self, 1, "steps", "cells")
+
+
+@dataclass
 class ExplainConfig:
     """Everything that shapes one explanation, besides the model."""
 
@@ -210,16 +256,37 @@ class ExplainConfig:
     adds the joint map's cost again)."""
     select: SelectionConfig = field(default_factory=SelectionConfig)
     """Which answer tokens are explained."""
+    method: str = "igos"
+    """Explainer, or several comma-separated (``igos,superpixel,gradient``), run on the same answer and tokens:
+    ``igos`` (the optimised mask), ``superpixel`` and ``grid`` (occlusion), ``gradient``. The first is the pair's
+    main map; each other one's files go to a subfolder named after it."""
     warm_start: WarmStartConfig = field(default_factory=WarmStartConfig)
     """Where the mask starts."""
     optim: OptimConfig = field(default_factory=OptimConfig)
     """Mask optimisation settings."""
+    occlusion: OcclusionConfig = field(default_factory=OcclusionConfig)
+    """The occlusion explainers' settings."""
+    gradient: GradientConfig = field(default_factory=GradientConfig)
+    """The gradient explainer's settings."""
 
     def __post_init__(self) -> None:
+        if not isinstance(self.method, str):  # a list, from the Python API or YAML
+            self.method = ",".join(self.method)
+        names = self.methods
+        unknown = [name for name in names if name not in METHODS]
+        if not names or unknown:
+            raise ValueError(f"method is one or more of {', '.join(METHODS)} (comma-separated), got {self.method!r}")
+        if len(set(names)) < len(names):
+            raise ValueError(f"method names each explainer once, got {self.method!r}")
         _at_least("", self, 1, "max_new_tokens")
         _at_least("", self, 0, "min_gap", "curve_margin")
         if self.maps == "per_word" and self.optim.masks != 1:
             raise ValueError("maps per_word takes one mask per word: use it with optim.masks 1")
+
+    @property
+    def methods(self) -> list[str]:
+        """The explainers of :attr:`method`, in order (the first gives the pair's main map)."""
+        return [name.strip() for name in self.method.split(",") if name.strip()]
 
 
 def result_settings(settings: dict) -> dict:
@@ -304,18 +371,6 @@ class SanityConfig:
     """Re-explain with another noise seed on the unchanged model: the map's own stability."""
     random_answers: bool = True
     """Explain another pair's answer on each image (a shuffled answer when there is only one pair)."""
-    grid: int = 8
-    """Grid occlusion: ``grid x grid`` blocks over the image."""
-    grid_fill: Fill = "baseline"
-    """What a hidden grid block shows: ``baseline`` (the explainer's baseline B) or ``flat`` (the image's mean
-    colour)."""
-    segments: int = 50
-    """Superpixel occlusion: about this many SLIC segments."""
-    compactness: float = 10.0
-    """SLIC's compactness: higher gives squarer segments, lower follows colour more closely."""
-    superpixel_fill: Fill = "flat"
-    """What a hidden superpixel shows: ``flat`` (the image's mean colour, as Captum's feature ablation) or
-    ``baseline``."""
     top_fraction: float = 0.1
     """Top-k overlap of two maps: the share of one map's top cells (this fraction) in the other's."""
     seed: int = 0
@@ -324,8 +379,4 @@ class SanityConfig:
     def __post_init__(self) -> None:
         if any(not 0 <= f <= 1 for f in self.stages):
             raise ValueError(f"sanity.stages must be fractions in [0, 1], got {self.stages}")
-        _at_least("sanity.", self, 1, "grid")
-        _at_least("sanity.", self, 2, "segments")
         _fraction("sanity.", self, "top_fraction", open_low=True)
-        if self.compactness <= 0:
-            raise ValueError(f"sanity.compactness must be positive, got {self.compactness}")

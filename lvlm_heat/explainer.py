@@ -226,11 +226,15 @@ class OptimisedMask:
         masks: ``(G, 1, h, w)`` the final mask of each group (1 = keep): the joint map's, then each word's.
         curves: Per group, the deletion and insertion curves of its mask.
         history: Per iteration, every loss term (as logged).
+        passes: Composites the iterations scored (not the curves).
+        seconds: Wall time of the iterations (not the curves).
     """
 
     masks: Tensor
     curves: list[tuple[Curve, Curve]]
     history: list[dict[str, float]]
+    passes: int = 0
+    seconds: float = 0.0
 
 
 def optimise_mask(prepared: Prepared, config: OptimConfig, initial: Tensor | None = None, *,
@@ -261,8 +265,10 @@ def optimise_mask(prepared: Prepared, config: OptimConfig, initial: Tensor | Non
     settings.update(trainer_overrides or {})
     trainer = Trainer(**settings)
     module = MaskExplainer(prepared, config, initial)
+    before, start = prepared.scorer.passes, prepared.clock.laps.get("optimise", 0.0)
     trainer.fit(module, train_dataloaders=DataLoader(range(config.iterations), batch_size=None))
     prepared.clock.lap("optimise")
+    passes, seconds = prepared.scorer.passes - before, prepared.clock.laps["optimise"] - start
     trainer.test(module, dataloaders=DataLoader([0], batch_size=None), verbose=False)
     prepared.clock.lap("curves")
-    return OptimisedMask(module.final_masks().detach(), module.curves, module.history)
+    return OptimisedMask(module.final_masks().detach(), module.curves, module.history, passes, seconds)

@@ -1,16 +1,20 @@
 """One pair, end to end: the method's steps in order, each in a module of its own.
 
 1. :func:`lvlm_heat.prepare.prepare`: answer, baseline, processor, reliance pass, selection;
-2. :func:`lvlm_heat.warm_start.initial_mask`: where the mask starts;
-3. :func:`lvlm_heat.explainer.optimise_mask`: the mask optimisation (Lightning) and its curves;
-4. :class:`lvlm_heat.record.ExplanationRecord`: the result, made here once.
+2. for each explainer of ``--method``, on the same prepared pair:
+
+   - ``igos``: :func:`lvlm_heat.warm_start.initial_mask` (where the mask starts), then
+     :func:`lvlm_heat.explainer.optimise_mask` (the mask optimisation, Lightning) and its curves;
+   - the others: :func:`lvlm_heat.methods.attribution_maps`, then the same curves;
+3. :class:`lvlm_heat.record.ExplanationRecord`: the result, made here once, holding every explainer's map.
 
 Writing the pair's files is the caller's choice (:func:`lvlm_heat.reporting.outputs.write_pair_outputs`).
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict
+import time
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -23,9 +27,12 @@ from lvlm_heat.data.answers import answer_matches
 from lvlm_heat.data.pairs import Query
 from lvlm_heat.explainer import OptimisedMask, optimise_mask
 from lvlm_heat.geometry import grid_to_image
+from lvlm_heat.methods import attribution_maps
+from lvlm_heat.methods.occlusion import cell_means
+from lvlm_heat.metrics.curves import Curve
 from lvlm_heat.metrics.functional import box_mass, pointing_hit
 from lvlm_heat.prepare import Prepared, prepare
-from lvlm_heat.record import EXPLAINED, NOT_GROUNDED, ExplanationRecord, WordMap
+from lvlm_heat.record import EXPLAINED, NOT_GROUNDED, ExplanationRecord, MethodMap, WordMap
 from lvlm_heat.reporting.console import quiet_libraries
 from lvlm_heat.reporting.progress import IterationProgress
 from lvlm_heat.reporting.tensorboard import PairLogger, SaliencyImageLogger
@@ -55,20 +62,64 @@ def explain_pair(adapter: Adapter, query: Query, config: ExplainConfig | None = 
     prepared = prepare(adapter, query, config)
     record = _record(adapter, prepared, config)
     if prepared.selected.any():
-        initial = initial_mask(prepared, config.warm_start)
-        prepared.clock.lap("prepare")  # the warm start's passes: forward only, like the selection's
-        own = [f"{w.position}_{w.text}" for w, group in zip(prepared.words, prepared.word_groups) if group]
-        callbacks = [SaliencyImageLogger(query.image, prepared.tokens, own)]
-        if progress:
-            callbacks.append(IterationProgress())
-        logger = PairLogger(Path(log_dir) / query.folder) if log_dir is not None else None
-        optimised = optimise_mask(prepared, config.optim, initial, logger=logger, callbacks=callbacks,
-                                  trainer_overrides=trainer_overrides)
-        _add_maps(record, prepared, optimised, config)
+        found = []
+        for name in config.methods:
+            if name == "igos":
+                found.append(_optimised(prepared, config, log_dir, progress, trainer_overrides))
+            else:
+                found.append(_attributed(name, adapter, prepared, config))
+        _add_maps(record, prepared, found, config)
     if prepared.scorer is not None:  # batch_size auto: the number it stood for
         record.settings["optim"]["batch_size"] = prepared.scorer.batch_size
     record.seconds, record.timings = prepared.clock.seconds, dict(prepared.clock.laps)
     return record
+
+
+@dataclass(frozen=True)
+class _Maps:
+    """What one explainer found: per token group its map on its own cells and its curves, and its cost."""
+
+    method: str
+    grids: list[np.ndarray]
+    curves: list[tuple[Curve, Curve]]
+    passes: int
+    seconds: float
+    history: list[dict[str, float]]
+
+
+def _optimised(prepared: Prepared, config: ExplainConfig, log_dir: Path | None, progress: bool,
+               trainer_overrides: dict[str, Any] | None) -> _Maps:
+    """``igos``: the warm start, then the mask optimisation and its curves."""
+    query, start, before = prepared.query, time.perf_counter(), prepared.scorer.passes
+    initial = initial_mask(prepared, config.warm_start)
+    prepared.clock.lap("prepare")  # the warm start's passes: forward only, like the selection's
+    warm_seconds, warm_passes = time.perf_counter() - start, prepared.scorer.passes - before
+    own = [f"{w.position}_{w.text}" for w, group in zip(prepared.words, prepared.word_groups) if group]
+    callbacks = [SaliencyImageLogger(query.image, prepared.tokens, own)]
+    if progress:
+        callbacks.append(IterationProgress())
+    logger = PairLogger(Path(log_dir) / query.folder) if log_dir is not None else None
+    optimised = optimise_mask(prepared, config.optim, initial, logger=logger, callbacks=callbacks,
+                              trainer_overrides=trainer_overrides)
+    grids = [(1 - mask[0]).float().cpu().numpy() for mask in optimised.masks]
+    return _Maps("igos", grids, optimised.curves, warm_passes + optimised.passes, warm_seconds + optimised.seconds,
+                 optimised.history)
+
+
+def _attributed(name: str, adapter: Adapter, prepared: Prepared, config: ExplainConfig) -> _Maps:
+    """Another explainer's maps, and their curves: the map's cells of the mask grid ranked by its mean over each,
+    exactly as the optimised mask's are."""
+    scorer, start = prepared.scorer, time.perf_counter()
+    maps, passes = attribution_maps(name, adapter, prepared, config)
+    prepared.clock.lap(name)
+    seconds = time.perf_counter() - start
+    curves = []
+    for group, saliency in enumerate(maps):
+        ranking = -cell_means(saliency, scorer.grid)[None, None].to(adapter.device)  # low = important, as a mask
+        curves.append(scorer.curves(ranking, prepared.groups[group], *prepared.probabilities[group],
+                                    config.optim.curve_steps))
+    prepared.clock.lap("curves")
+    return _Maps(name, [m.float().numpy() for m in maps], curves, passes, seconds, [])
 
 
 def _record(adapter: Adapter, prepared: Prepared, config: ExplainConfig) -> ExplanationRecord:
@@ -85,8 +136,9 @@ def _record(adapter: Adapter, prepared: Prepared, config: ExplainConfig) -> Expl
     )
 
 
-def _add_maps(record: ExplanationRecord, prepared: Prepared, optimised: OptimisedMask, config: ExplainConfig) -> None:
-    """The joint map, its curves and plausibility, and with per-word maps each word's."""
+def _add_maps(record: ExplanationRecord, prepared: Prepared, found: list[_Maps], config: ExplainConfig) -> None:
+    """Every explainer's map, curves and plausibility (with per-word maps, each word's); the first explainer's are
+    the record's own."""
     size = prepared.inputs.image_size
 
     def plausibility(saliency: np.ndarray) -> tuple[bool | None, float | None]:
@@ -95,21 +147,28 @@ def _add_maps(record: ExplanationRecord, prepared: Prepared, optimised: Optimise
         image = torch.from_numpy(saliency)
         return pointing_hit(image, record.bbox), box_mass(image, record.bbox)
 
-    grids = [(1 - mask[0]).float().cpu().numpy() for mask in optimised.masks]
-    maps = [grid_to_image(grid, size) for grid in grids]
+    def out_of_range(curves: tuple[Curve, Curve]) -> bool:
+        return any(c.leaves_unit_range(config.curve_margin) for c in curves)
+
     record.status = EXPLAINED
-    record.saliency_grid = grids[0]
     record.p_image, record.p_baseline = prepared.probabilities[0]
     record.unstable = record.p_image - record.p_baseline < config.min_gap
-    record.saliency = maps[0]
-    record.deletion, record.insertion = optimised.curves[0]
-    record.pointing_hit, record.box_mass = plausibility(record.saliency)
-    record.history = optimised.history
-    record.out_of_range = any(c.leaves_unit_range(config.curve_margin) for c in optimised.curves[0])
-    if config.maps == "per_word":
-        record.words = []
-        for word, group in zip(prepared.words, prepared.word_groups):
-            p_image, p_baseline = prepared.probabilities[group]
-            record.words.append(WordMap(word.position, word.text, word.tokens, maps[group], *optimised.curves[group],
-                                        p_image, p_baseline, p_image - p_baseline < config.min_gap,
-                                        *plausibility(maps[group]), grid=grids[group]))
+    for k, maps in enumerate(found):
+        images = [grid_to_image(grid, size) for grid in maps.grids]
+        words = None
+        if config.maps == "per_word":
+            words = []
+            for word, group in zip(prepared.words, prepared.word_groups):
+                p_image, p_baseline = prepared.probabilities[group]
+                words.append(WordMap(word.position, word.text, word.tokens, images[group], *maps.curves[group],
+                                     p_image, p_baseline, p_image - p_baseline < config.min_gap,
+                                     *plausibility(images[group]), grid=maps.grids[group]))
+        record.methods.append(MethodMap(maps.method, "" if k == 0 else maps.method, images[0], *maps.curves[0],
+                                        out_of_range(maps.curves[0]), *plausibility(images[0]), maps.passes,
+                                        maps.seconds, words, grid=maps.grids[0]))
+        if maps.history:
+            record.history = maps.history
+    first = record.methods[0]
+    record.saliency, record.saliency_grid, record.words = first.saliency, first.grid, first.words
+    record.deletion, record.insertion, record.out_of_range = first.deletion, first.insertion, first.out_of_range
+    record.pointing_hit, record.box_mass = first.pointing_hit, first.box_mass

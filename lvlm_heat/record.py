@@ -10,6 +10,7 @@ Everything a reader needs without the maps (pointing hit, box mass) is a field, 
 
 from __future__ import annotations
 
+import copy
 import math
 from dataclasses import dataclass, field
 from typing import Any
@@ -116,6 +117,58 @@ class WordMap:
 
 
 @dataclass
+class MethodMap:
+    """One explainer's map of the pair (``--method``); the first explainer's is also the record's own map.
+
+    Attributes:
+        method: ``igos``, ``superpixel``, ``grid`` or ``gradient``.
+        folder: Where its files are, relative to the pair's folder: ``""`` for the first explainer, else its name.
+        saliency: ``(H, W)`` float32 over the original image, higher = more important (``None`` in a record read
+            without its maps).
+        grid: The same map on the explainer's own cells: what its ``saliency.npy`` holds.
+        deletion, insertion: Curves of its map, on the explained tokens (cells of the mask's grid ranked by the
+            map's mean over each, for every explainer alike).
+        out_of_range: A normalised curve leaves ``[0, 1]`` by more than ``curve_margin``.
+        pointing_hit, box_mass: Plausibility against the pair's box (``None`` without one).
+        passes: Composites the map cost: not the answer, the selection or the curves, which every explainer
+            shares (``None`` when unknown).
+        seconds: Wall time of the map, with the same exclusions (``None`` when unknown).
+        words: Per-word maps (``--maps per_word``), ``None`` otherwise.
+    """
+
+    method: str
+    folder: str
+    saliency: np.ndarray | None
+    deletion: Curve
+    insertion: Curve
+    out_of_range: bool = False
+    pointing_hit: bool | None = None
+    box_mass: float | None = None
+    passes: int | None = None
+    seconds: float | None = None
+    words: list[WordMap] | None = None
+    grid: np.ndarray | None = field(default=None, repr=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        prefix = f"{self.folder}/" if self.folder else ""
+        return {"method": self.method, "folder": self.folder, "saliency": f"{prefix}saliency.npy",
+                "overlay": f"{prefix}overlay.png", "deletion_auc": self.deletion.auc,
+                "insertion_auc": self.insertion.auc, "curve_out_of_range": self.out_of_range,
+                "pointing_hit": self.pointing_hit, "box_mass": self.box_mass, "passes": self.passes,
+                "seconds": self.seconds, "curves": {"deletion": self.deletion.to_dict(),
+                                                    "insertion": self.insertion.to_dict()},
+                "words": None if self.words is None else [w.to_dict() for w in self.words]}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> MethodMap:
+        curves = data["curves"]
+        return cls(data["method"], data.get("folder") or "", None, Curve.from_dict(curves["deletion"]),
+                   Curve.from_dict(curves["insertion"]), bool(data.get("curve_out_of_range")), data.get("pointing_hit"),
+                   data.get("box_mass"), data.get("passes"), data.get("seconds"),
+                   None if data.get("words") is None else [WordMap.from_dict(w) for w in data["words"]])
+
+
+@dataclass
 class ExplanationRecord:
     """The result for one pair.
 
@@ -131,7 +184,7 @@ class ExplanationRecord:
         saliency_grid: The same map on the mask's ``(h, w)`` cells: what ``saliency.npy`` holds (small whatever the
             image's size; :func:`~lvlm_heat.reporting.outputs.read_record` upsamples it back exactly).
         image_size: ``(H, W)`` of the explained image.
-        deletion, insertion: The curves of the final mask (``None`` when not explained).
+        deletion, insertion: The curves of the map (``None`` when not explained).
         p_image, p_baseline: Mean probability of the selected tokens on I and on B.
         unstable: ``p_image - p_baseline`` is below ``min_gap``: the normalisation is unstable.
         out_of_range: A normalised curve leaves ``[0, 1]`` by more than ``curve_margin``.
@@ -140,7 +193,8 @@ class ExplanationRecord:
         seconds: Wall time of the whole pair.
         timings: Wall seconds of each phase: ``answer``, ``prepare`` (processor, baseline, selection and
             warm-start passes), ``optimise`` (all iterations), ``curves``.
-        history: Per iteration, every loss term (as logged to TensorBoard).
+        history: Per iteration of the mask optimisation, every loss term (as logged to TensorBoard; empty when
+            ``igos`` is not among the methods).
         model: The model's name.
         settings: The explanation settings (``ExplainConfig`` as a dict).
         image_path: The image file, when there is one.
@@ -151,6 +205,8 @@ class ExplanationRecord:
         image_notes: What was done to the image file to show it as viewers do (EXIF rotation, 16-bit scaling,
             transparency).
         words: Per-word maps (``--maps per_word``), ``None`` otherwise.
+        methods: Every explainer's map, in the order ``--method`` gives them (one, ``igos``, by default). The first
+            one's map, curves, plausibility and words are the record's own fields above.
         reliance: How much the answer depends on the image at all: the log-probability of the whole answer given
             the image (``log_p_image``), the baseline (``log_p_baseline``) and no image (``log_p_no_image``,
             ``None`` where the model cannot answer without one).
@@ -189,6 +245,7 @@ class ExplanationRecord:
     answer_match: str | None = None
     image_notes: list[str] = field(default_factory=list)
     words: list[WordMap] | None = None
+    methods: list[MethodMap] = field(default_factory=list)
     reliance: dict[str, float | None] = field(default_factory=dict)
     reason: str | None = None
     warnings: list[str] = field(default_factory=list)
@@ -242,6 +299,23 @@ class ExplanationRecord:
     def selected_tokens(self) -> list[str]:
         return [t.text.strip() for t in self.tokens if t.selected]
 
+    def method_map(self, method: str) -> MethodMap | None:
+        """The map of explainer ``method`` (``None`` when it did not run on this pair)."""
+        return next((m for m in self.methods if m.method == method), None)
+
+    def for_method(self, method: str) -> ExplanationRecord:
+        """A shallow copy of the record whose own map, curves, plausibility and words are ``method``'s: what the
+        figures and the report draw for each explainer."""
+        chosen = self.method_map(method)
+        if chosen is None:
+            raise KeyError(f"no map of method {method!r} in pair {self.pair_id!r}")
+        view = copy.copy(self)
+        view.saliency, view.saliency_grid = chosen.saliency, chosen.grid
+        view.deletion, view.insertion, view.out_of_range = chosen.deletion, chosen.insertion, chosen.out_of_range
+        view.pointing_hit, view.box_mass, view.words = chosen.pointing_hit, chosen.box_mass, chosen.words
+        view.methods = [chosen]
+        return view
+
     def to_dict(self) -> dict[str, Any]:
         """The ``result.json`` record: every field but the maps and the image, and the derived values a reader
         of the file wants (LLRs, AUCs, correctness, reliance ratio)."""
@@ -279,6 +353,7 @@ class ExplanationRecord:
             "curves": {"deletion": _curve(self.deletion), "insertion": _curve(self.insertion)},
             "reliance": reliance,
             "words": None if self.words is None else [w.to_dict() for w in self.words],
+            "methods": [m.to_dict() for m in self.methods],
             "history": [dict(h) for h in self.history],
             "seconds": self.seconds,
             "timings": dict(self.timings),
@@ -291,10 +366,12 @@ class ExplanationRecord:
         """The record of a ``result.json`` (or a summary row of a pair without one): the inverse of
         :meth:`to_dict`, without the maps. Missing keys take their defaults."""
         curves = data.get("curves") or {}
+        words = None if data.get("words") is None else [WordMap.from_dict(w) for w in data["words"]]
+        methods = [MethodMap.from_dict(m) for m in data.get("methods") or []]
         reliance = {k: v for k, v in (data.get("reliance") or {}).items()
                     if k not in ("no_image_ratio", "answered_without_image")}
         status = data.get("status")
-        return cls(
+        record = cls(
             pair_id=str(data.get("id", data.get("folder", ""))),
             question=data.get("question") or "",
             answer=data.get("answer") or "",
@@ -320,13 +397,23 @@ class ExplanationRecord:
             reference=data.get("reference"),
             answer_match=data.get("answer_match"),
             image_notes=list(data.get("image_notes") or []),
-            words=None if data.get("words") is None else [WordMap.from_dict(w) for w in data["words"]],
+            words=words,
+            methods=methods,
             reliance=reliance,
             reason=data.get("reason"),
             warnings=list(data.get("warnings") or []),
             given_answer=data.get("given_answer"),
             image_digest=data.get("image_digest") or "",
         )
+        if record.methods:  # the first explainer's map is the record's own: the same objects, read once
+            first = record.methods[0]
+            first.deletion, first.insertion = record.deletion or first.deletion, record.insertion or first.insertion
+            first.words = record.words
+        elif record.status == EXPLAINED and record.deletion is not None:  # a result.json from before --method
+            record.methods = [MethodMap(record.settings.get("method", "igos"), "", None, record.deletion,
+                                        record.insertion, record.out_of_range, record.pointing_hit, record.box_mass,
+                                        words=record.words)]
+        return record
 
 
 def failed_record(pair_id: str, folder: str, question: str, reason: str, reference: str | None = None,

@@ -109,6 +109,8 @@ def test_bad_input_gets_one_clear_line(tiny_llava, image_file, tmp_path, capsys)
         (["--model", tiny_llava, "--image", str(image_file), *q, "--optim.iterations", "0"], "at least 1"),
         (["--model", tiny_llava, "--image", str(image_file), *q, "--optim.iterations", "many"], "optim.iterations"),
         (["--model", tiny_llava, "--image", str(image_file), *q, "--baseline", "grey"], "baseline"),
+        (["--model", tiny_llava, "--image", str(image_file), *q, "--method", "igos,saliency"], "method is one or more"),
+        (["--model", tiny_llava, "--image", str(image_file), *q, "--occlusion.segments", "1"], "occlusion.segments"),
         (["--config", str(tmp_path / "missing.yaml")], "does not exist"),
         (["--model", tiny_llava, "--image", str(image_file)], "--image and --question together"),
     ]

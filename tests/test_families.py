@@ -30,7 +30,10 @@ from lvlm_heat.adapters import (
 )
 from lvlm_heat.baseline import make_baseline
 from lvlm_heat.cli import main
+from lvlm_heat.config import ExplainConfig, GradientConfig, OcclusionConfig, OptimConfig, SelectionConfig
+from lvlm_heat.data import Query
 from lvlm_heat.geometry import upsample_to_image
+from lvlm_heat.pipeline import explain_pair
 from lvlm_heat.reporting.outputs import read_record
 
 HAND_WRITTEN = {"tiny_llava": LlavaAdapter, "tiny_llava_pad": LlavaAdapter, "tiny_llava_next": AnyResAdapter,
@@ -193,3 +196,19 @@ def test_the_answer_is_scored_without_the_image_where_the_model_allows(family, r
     prepared = _prepare(adapter, textured_image(40, 40))
     with_image = adapter.answer_log_probs(prepared, {k: v[None] for k, v in prepared.image.items()})[0]
     assert not torch.allclose(scores, with_image.cpu(), atol=1e-4)  # another context: the image is not in it
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_the_other_explainers_run_through_every_family(family, request):
+    """Occlusion composites and the gradient reach the model through the family's geometry: every map varies
+    over the image, and the gradient is not zero."""
+    adapter = _adapters(request.getfixturevalue(family))[0]
+    config = ExplainConfig(method="superpixel,gradient", select=SelectionConfig(rule="all"),
+                           occlusion=OcclusionConfig(segments=6, superpixel_fill="baseline"),
+                           gradient=GradientConfig(cells=8), optim=OptimConfig(curve_steps=4, mask_size=6))
+    record = explain_pair(adapter, Query(textured_image(30, 50), QUESTION, answer=ANSWER), config)
+    assert [m.method for m in record.methods] == ["superpixel", "gradient"]
+    for found in record.methods:
+        assert found.saliency.shape == (30, 50) and np.isfinite(found.saliency).all()
+        assert found.saliency.std() > 0 and np.isfinite([found.deletion.auc, found.insertion.auc]).all()
+    assert np.abs(record.method_map("gradient").grid).max() > 0

@@ -12,11 +12,11 @@ from PIL import Image
 from toy import RedBoxAdapter, red_box_scene
 
 from lvlm_heat.cli import main
-from lvlm_heat.config import ExplainConfig, OptimConfig, SanityConfig, SelectionConfig
+from lvlm_heat.config import ExplainConfig, OcclusionConfig, OptimConfig, SanityConfig, SelectionConfig
 from lvlm_heat.data import Query
 from lvlm_heat.sanity import run_sanity, sanity_check
+from lvlm_heat.methods.superpixels import slic, work_image
 from lvlm_heat.sanity.randomisation import WeightSnapshot, find_blocks, randomise_
-from lvlm_heat.sanity.superpixels import slic, work_image
 
 TINY = OptimConfig(iterations=1, ig_iter=2, curve_steps=4, mask_size=8)
 BOX = (36, 8, 56, 28)
@@ -45,17 +45,18 @@ def test_superpixels_follow_a_sharp_boundary():
 def test_occlusion_peaks_on_the_only_evidence():
     records, _, maps = sanity_check(
         RedBoxAdapter(BOX), [Query(red_box_scene(box=BOX), "What color is it?", pair_id="toy", bbox=BOX)],
-        ExplainConfig(optim=OptimConfig(iterations=2, ig_iter=4, curve_steps=8, mask_size=16)),
-        SanityConfig(stages=[], all_parameters=False, rerun=False, random_answers=False, segments=30),
+        ExplainConfig(optim=OptimConfig(iterations=2, ig_iter=4, curve_steps=8, mask_size=16),
+                      occlusion=OcclusionConfig(segments=30)),
+        SanityConfig(stages=[], all_parameters=False, rerun=False, random_answers=False),
     )
     left, top, right, bottom = BOX
-    for name in ("grid_occlusion", "superpixel_occlusion"):
+    for name in ("grid", "superpixel"):
         metrics, saliency = records[0]["methods"][name], maps["toy"][name]
         row, col = metrics["peak"]
         assert metrics["pointing_hit"] and top <= row < bottom and left <= col < right, name
         assert saliency[top:bottom, left:right].min() > 0 and saliency[40:58, 6:24].max() == 0  # the green distractor
         assert metrics["passes"] == metrics["regions"] + 1
-    assert records[0]["methods"]["superpixel_occlusion"]["box_mass"] > 0.9
+    assert records[0]["methods"]["superpixel"]["box_mass"] > 0.9
 
 
 def test_weights_restored_exactly_even_when_the_check_fails(tiny_adapter, image):
@@ -103,12 +104,12 @@ def test_command_line_writes_sanity_json(tmp_path):
     out = tmp_path / "out"
     main(["--adapter", "toy.TwoEncoderAdapter", "--model", str(folder), "--data.path", str(tmp_path / "pairs.jsonl"),
           "--output_dir", str(out), "--optim.iterations", "1", "--optim.ig_iter", "2", "--optim.curve_steps", "4",
-          "--optim.mask_size", "8", "--sanity.segments", "12", "--sanity.stages", "[0.0]"], run_sanity)
+          "--optim.mask_size", "8", "--occlusion.segments", "12", "--sanity.stages", "[0.0]"], run_sanity)
     report = json.loads((out / "sanity.json").read_text())  # strict JSON: json.loads refuses NaN only when asked
     assert set(report) == {"model", "adapter", "settings", "summary", "interpretation", "pairs"}
     summary = report["summary"]
     assert [summary[key] for key in ("pairs", "checked", "not_grounded", "failed")] == [4, 2, 1, 1]
-    assert set(summary["methods"]) == {"optimised_mask", "grid_occlusion", "superpixel_occlusion"}
+    assert set(summary["methods"]) == {"igos", "grid", "superpixel"}
     for metrics in summary["methods"].values():
         assert {"pointing_game", "box_mass", "deletion_auc", "insertion_auc", "passes"} <= set(metrics)
         assert metrics["pairs_with_box"] == 1
@@ -116,7 +117,7 @@ def test_command_line_writes_sanity_json(tmp_path):
     assert summary["rerun"]["spearman"]["count"] == 2
     assert report["pairs"][0]["random_answer"]["reason"].startswith("a one-word answer")
     assert report["interpretation"] and "NaN" not in (out / "sanity.json").read_text()
-    assert set(np.load(out / "maps" / "a.npz")) >= {"optimised_mask", "grid_occlusion", "superpixel_occlusion",
+    assert set(np.load(out / "maps" / "a.npz")) >= {"igos", "grid", "superpixel",
                                                     "rerun", "randomised_every_parameter"}
 
 

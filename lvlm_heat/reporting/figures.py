@@ -18,6 +18,7 @@ import torch
 from matplotlib.figure import Figure
 from PIL import Image
 
+from lvlm_heat.config import TITLES
 from lvlm_heat.metrics.curves import Curve
 from lvlm_heat.metrics.functional import peak
 from lvlm_heat.reporting.strip import displayable
@@ -102,10 +103,12 @@ def overlay_figure(image: Image.Image, explanation: Any, curves: bool = False, w
     show(axes[0], image.convert("RGB").resize(display_size(*size)[::-1], Image.BILINEAR), *size)
     axes[0].set_title("image")
     show(axes[1], heatmap_overlay(image, explanation.saliency), *size)
-    title = "saliency (red = important)"
+    methods = getattr(explanation, "methods", None) or []
+    name = "saliency" if not methods or methods[0].method == "igos" else TITLES[methods[0].method]
+    title = f"{name} (red = important)"
     if explanation.bbox is not None:
         _mark_box(axes, explanation.saliency, explanation.bbox)
-        title = f"saliency (peak {'in' if explanation.pointing_hit else 'outside'} the box)"
+        title = f"{name} (peak {'in' if explanation.pointing_hit else 'outside'} the box)"
     axes[1].set_title(title + (f"\n{UNSTABLE}" if explanation.unstable else ""))
     _colour_bar(figure, axes[1])
     for axis in axes:

@@ -1,7 +1,8 @@
 """A pair's files, and files written atomically.
 
-Each pair has a folder with ``saliency.npy`` (the map on the mask's cells), ``overlay.png``, ``curves.png`` and,
-written last and atomically, ``result.json``: a folder with a complete ``result.json`` is a finished pair.
+Each pair has a folder with ``saliency.npy`` (the map on the mask's cells), ``overlay.png``, ``curves.png``, a
+subfolder of the same files for each further explainer of ``--method``, and, written last and atomically,
+``result.json``: a folder with a complete ``result.json`` is a finished pair.
 :func:`write_pair_outputs` writes them from an :class:`~lvlm_heat.record.ExplanationRecord`, and
 :func:`read_record` reads one back. Every file another process or a later run reads (``result.json``,
 the summary, ``run.json``, the report) goes through :func:`write_atomic`: it is either absent or complete.
@@ -71,22 +72,31 @@ def write_pair_outputs(folder: Path, record: ExplanationRecord) -> None:
     """``saliency.npy``, ``overlay.png``, ``curves.png`` (when explained), with per-word maps
     ``saliency_<k>_<word>.npy``, ``overlay_<k>_<word>.png`` and ``words.png``, and, last, ``result.json``.
 
-    The figures are drawn over ``record.image``.
+    These are the first explainer's; every other explainer of ``--method`` writes the same files into a subfolder
+    named after it. The figures are drawn over ``record.image``.
     """
+    folder.mkdir(parents=True, exist_ok=True)
+    if record.saliency is not None:
+        _write_maps(folder, record)
+    for method in record.methods[1:]:
+        _write_maps(folder / method.folder, record.for_method(method.method))
+    write_json_atomic(folder / RESULT, record.to_dict())
+
+
+def _write_maps(folder: Path, record: ExplanationRecord) -> None:
+    """One explainer's files: its map, overlay, curves and per-word maps."""
     from lvlm_heat.reporting.figures import curves_figure, overlay_figure, word_figure, words_figure
 
     folder.mkdir(parents=True, exist_ok=True)
     image = record.image
-    if record.saliency is not None:
-        np.save(folder / "saliency.npy", _stored(record.saliency_grid, record.saliency))
-        _save(overlay_figure(image, record), folder / "overlay.png")
-        _save(curves_figure(record.deletion, record.insertion, record.unstable), folder / "curves.png")
+    np.save(folder / "saliency.npy", _stored(record.saliency_grid, record.saliency))
+    _save(overlay_figure(image, record), folder / "overlay.png")
+    _save(curves_figure(record.deletion, record.insertion, record.unstable), folder / "curves.png")
     if record.words:
         for word in record.words:
             np.save(folder / f"saliency_{word.file_stem}.npy", _stored(word.grid, word.saliency))
             _save(word_figure(image, record, word), folder / f"overlay_{word.file_stem}.png")
         _save(words_figure(image, record), folder / "words.png")
-    write_json_atomic(folder / RESULT, record.to_dict())
 
 
 def _stored(grid: np.ndarray | None, saliency: np.ndarray) -> np.ndarray:
@@ -118,6 +128,13 @@ def read_record(folder: Path, maps: bool = True) -> ExplanationRecord | None:
         record.saliency = load_saliency(Path(folder) / "saliency.npy", record.image_size)
         for word in record.words or []:
             word.saliency = load_saliency(Path(folder) / f"saliency_{word.file_stem}.npy", record.image_size)
+        if record.methods:
+            record.methods[0].saliency = record.saliency
+        for method in record.methods[1:]:
+            place = Path(folder) / method.folder
+            method.saliency = load_saliency(place / "saliency.npy", record.image_size)
+            for word in method.words or []:
+                word.saliency = load_saliency(place / f"saliency_{word.file_stem}.npy", record.image_size)
     return record
 
 

@@ -3,8 +3,10 @@
 For every pair it explains the model's answer with the user's settings (the *original* map), then
 
 1. scores that map and two reference explainers, grid occlusion and superpixel occlusion
-   (:mod:`lvlm_heat.sanity.occlusion`), with the same metrics: pointing game and box mass where
-   the dataset has boxes, deletion and insertion AUC over the same mask grid, forward passes;
+   (:mod:`lvlm_heat.methods.occlusion`), with the same metrics: pointing game and box mass where
+   the dataset has boxes, deletion and insertion AUC over the same mask grid, forward passes. They
+   are the run's own ``--method`` explainers: one :func:`~lvlm_heat.pipeline.explain_pair` call with
+   the user's methods and ``grid`` and ``superpixel`` added gives every map;
 2. re-explains the same answer with another noise seed (the map's own stability: the floor the
    other correlations are read against) and another pair's answer on the same image (randomised
    answers);
@@ -27,7 +29,6 @@ from __future__ import annotations
 
 import math
 import random
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
@@ -36,19 +37,19 @@ import numpy as np
 import torch
 
 from lvlm_heat.adapters.base import Adapter
-from lvlm_heat.baseline import make_baseline
-from lvlm_heat.batch_size import resolve_batch_size
 from lvlm_heat.config import ExplainConfig, SanityConfig, SelectionConfig
 from lvlm_heat.data.pairs import Query
 from lvlm_heat.errors import LvlmHeatError
 from lvlm_heat.geometry import mask_grid_shape
+from lvlm_heat.methods.occlusion import cell_means
+from lvlm_heat.metrics import peak
 from lvlm_heat.pipeline import explain_pair
-from lvlm_heat.record import EXPLAINED, ExplanationRecord, TokenScore
-from lvlm_heat.sanity.occlusion import CountingAdapter, cell_means, flat_fill, image_map, map_metrics, occlusion_map
+from lvlm_heat.record import EXPLAINED, ExplanationRecord, MethodMap, TokenScore
 from lvlm_heat.sanity.randomisation import WeightSnapshot, find_blocks, randomise_, spearman, stage_counts, top_overlap
-from lvlm_heat.sanity.superpixels import grid_labels, slic, work_image
-from lvlm_heat.scorer import CompositeScorer
 from lvlm_heat.selection import select_tokens, selected_words
+
+REFERENCES = ("grid", "superpixel")
+"""The reference explainers every sanity run adds to the user's ``--method``."""
 
 
 @dataclass
@@ -96,12 +97,18 @@ def _answer_text(adapter: Adapter, case: Query, explain: ExplainConfig) -> str:
 
 
 class _Run:
-    """The state of one sanity run: the counting adapter, the settings and where progress goes."""
+    """The state of one sanity run: the settings and where progress goes.
+
+    ``explain`` holds the explainer under test alone (the first of ``--method``): what the re-explanations and the
+    randomisation run; ``compared`` holds it, the user's other methods and the references.
+    """
 
     def __init__(self, adapter: Adapter, explain: ExplainConfig, config: SanityConfig,
                  report: Callable[[str], None] | None) -> None:
-        self.adapter = CountingAdapter(adapter)
-        self.explain, self.config = explain, config
+        self.adapter = adapter
+        methods = list(dict.fromkeys([*explain.methods, *REFERENCES]))
+        self.explain, self.compared = replace(explain, method=methods[0]), replace(explain, method=",".join(methods))
+        self.config = config
         self.report = report or (lambda line: None)
 
     def explain_map(self, case: Query, answer: str, config: ExplainConfig) -> ExplanationRecord:
@@ -118,14 +125,13 @@ class _Run:
         return {"spearman": spearman(checked.cells, cells),
                 "top_overlap": top_overlap(checked.cells, cells, self.config.top_fraction)}
 
-    # -- one pair: the original map and the reference explainers -----------------------------
+    # -- one pair: every explainer's map ------------------------------------------------------
     def check_pair(self, case: Query) -> tuple[dict[str, Any], _Checked | None]:
         record: dict[str, Any] = {"id": case.pair_id, "folder": case.folder, "question": case.question,
                                   "bbox": list(case.bbox) if case.bbox else None}
         try:
             answer = _answer_text(self.adapter, case, self.explain)
-            before = self.adapter.passes
-            reference = self.explain_map(case, answer, self.explain)
+            reference = self.explain_map(case, answer, self.compared)
             record.update(answer=answer, status=reference.status, selected=reference.selected_tokens)
             if reference.status != EXPLAINED:
                 record["reason"] = "no answer token selected: the model would say the same without the image"
@@ -134,54 +140,27 @@ class _Run:
             # The model-dependent rules (llr, evidence) would select nothing on a randomised model.
             fixed = self.explain if self.explain.select.rule in ("all", "words") else _by_words(self.explain, words)
             if not _same_selection(reference.tokens, fixed):
-                before = self.adapter.passes
-                reference = self.explain_map(case, answer, fixed)
-            mask_passes = self.adapter.passes - before
+                reference = self.explain_map(case, answer, replace(fixed, method=self.compared.method))
             record.update(words=words, p_image=reference.p_image, p_baseline=reference.p_baseline,
                           unstable=reference.unstable)
             checked = _Checked(case, answer, words, fixed, reference, self.cells(reference.saliency), record,
-                               {"optimised_mask": reference.saliency})
-            record["methods"] = self.methods(checked, mask_passes)
+                               {m.method: m.saliency for m in reference.methods})
+            record["methods"] = {m.method: self.metrics(m) for m in reference.methods}
         except (LvlmHeatError, FloatingPointError) as err:
             record.update(status="failed", reason=str(err).splitlines()[0])
             return record, None
         return record, checked
 
-    def methods(self, checked: _Checked, mask_passes: int) -> dict[str, dict[str, Any]]:
-        """The three explainers' metrics on one pair, with the same curve machinery."""
-        case, reference, optim = checked.case, checked.reference, self.explain.optim
-        answer_ids = self.adapter.encode_answer(checked.answer)
-        selected = torch.tensor([t.selected for t in reference.tokens])
-        probabilities = (reference.p_image, reference.p_baseline)
-        baseline = make_baseline(case.image, self.explain.baseline, seed=optim.seed)
-        fills = {"baseline": baseline, "flat": flat_fill(case.image)}
-        scorers: dict[str, CompositeScorer] = {}
-
-        def scorer(fill: str) -> CompositeScorer:  # one processor run per fill actually used
-            if fill not in scorers:
-                inputs = self.adapter.prepare(case.image, fills[fill], case.question, answer_ids)
-                batch = resolve_batch_size(self.adapter, inputs, self.explain)
-                scorers[fill] = CompositeScorer(self.adapter, inputs, optim.mask_size, batch)
-            return scorers[fill]
-
-        steps, margin = optim.curve_steps, self.explain.curve_margin
-        out = {"optimised_mask": {**map_metrics(reference.saliency, case.bbox, steps, margin,
-                                                curves=(reference.deletion, reference.insertion)),
-                                  "passes": mask_passes - 2 * (len(reference.deletion.fractions) - 2),
-                                  "seconds": reference.seconds}}
-        work = work_image(case.image)
-        regions = {"grid_occlusion": (grid_labels(tuple(work.shape[1:]), self.config.grid), self.config.grid_fill),
-                   "superpixel_occlusion": (None, self.config.superpixel_fill)}
-        for name, (labels, fill) in regions.items():
-            start, before = time.perf_counter(), self.adapter.passes
-            if labels is None:
-                labels = slic(work, self.config.segments, self.config.compactness)
-            saliency = image_map(occlusion_map(scorer(fill), labels, selected), reference.saliency.shape)
-            passes, seconds = self.adapter.passes - before, time.perf_counter() - start
-            checked.maps[name] = saliency
-            scored = (scorer("baseline"), selected, *probabilities)
-            out[name] = {**map_metrics(saliency, case.bbox, steps, margin, scored), "passes": passes,
-                         "seconds": seconds, "regions": int(labels.max()) + 1, "fill": fill}
+    def metrics(self, found: MethodMap) -> dict[str, Any]:
+        """One explainer's figures on one pair: peak, plausibility, AUCs, and what its map cost."""
+        out = {"peak": list(peak(torch.from_numpy(found.saliency))), "pointing_hit": found.pointing_hit,
+               "box_mass": found.box_mass, "deletion_auc": found.deletion.auc, "insertion_auc": found.insertion.auc,
+               "curve_out_of_range": found.out_of_range, "curve_passes": 2 * (len(found.deletion.fractions) - 2),
+               "passes": found.passes, "seconds": found.seconds}
+        occlusion = self.compared.occlusion
+        if found.method in REFERENCES:  # one pass per region, and one of the whole image
+            out.update(regions=found.passes - 1,
+                       fill=occlusion.grid_fill if found.method == "grid" else occlusion.superpixel_fill)
         return out
 
     # -- re-explanations on the unchanged model ----------------------------------------------
@@ -225,7 +204,7 @@ class _Run:
         first = checked[0]
         prepared = self.adapter.prepare(first.case.image, first.case.image, first.case.question,
                                         self.adapter.encode_answer(first.answer))
-        blocks = find_blocks(model, lambda: self.adapter.inner.answer_log_probs(
+        blocks = find_blocks(model, lambda: self.adapter.answer_log_probs(
             prepared, {k: v[None] for k, v in prepared.image.items()}))
         if not blocks:
             raise LvlmHeatError("no block of the model runs in its forward pass: nothing to randomise")

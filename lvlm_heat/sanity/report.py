@@ -13,11 +13,9 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from lvlm_heat.config import TITLES
 from lvlm_heat.reporting.summary import distribution
 
-METHODS = ("optimised_mask", "grid_occlusion", "superpixel_occlusion")
-NAMES = {"optimised_mask": "optimised mask", "grid_occlusion": "grid occlusion",
-         "superpixel_occlusion": "superpixel occlusion"}
 DECORRELATED = 0.5
 """A map whose rank correlation with the original stays above this on a fully randomised model reflects
 the image, not the model."""
@@ -32,7 +30,7 @@ def summarise(records: list[dict[str, Any]], cascade: dict[str, Any] | None) -> 
     checked = [r for r in records if "methods" in r]
     stable = [r for r in checked if not r.get("unstable")]
     methods = {}
-    for name in METHODS:
+    for name in (checked[0]["methods"] if checked else ()):  # the explainer under test first, then the others
         rows = [r["methods"][name] for r in checked]
         boxed = [m for m in rows if m["pointing_hit"] is not None]
         methods[name] = {
@@ -86,7 +84,7 @@ def table(summary: dict[str, Any]) -> str:
              (f"{'explainer':<22}{'pointing':>10}{'box mass':>10}{'deletion':>10}{'insertion':>11}{'passes':>8}"
               f"{'seconds':>9}   (means; AUCs over the mask grid)")]
     for name, m in summary["methods"].items():
-        lines.append(f"{NAMES[name]:<22}{_fmt(m['pointing_game'], percent=True):>10}{_fmt(m['box_mass']['mean']):>10}"
+        lines.append(f"{TITLES[name]:<22}{_fmt(m['pointing_game'], percent=True):>10}{_fmt(m['box_mass']['mean']):>10}"
                      f"{_fmt(m['deletion_auc']['mean'], 3):>10}{_fmt(m['insertion_auc']['mean'], 3):>11}"
                      f"{_fmt(m['passes']['mean'], 0):>8}{_fmt(m['seconds']['mean'], 1):>9}")
     lines += ["", (f"{'map compared with the original':<48}{'Spearman':>10}{'top-k':>8}{'p(answer)':>11}"
@@ -131,11 +129,17 @@ def interpretation(summary: dict[str, Any]) -> list[str]:
             else f"another pair's answer ({random['other_pair']} pairs) or a shuffled one ({random['shuffled']})"
         lines.append(f"maps {'depend' if depends else 'barely depend'} on the answer explained: rank correlation "
                      f"{answer:.2f} with {kind} on the same image{floor} (both answers may rest on the same object)")
-    mask, superpixel = summary["methods"]["optimised_mask"], summary["methods"]["superpixel_occlusion"]
+    if not summary["methods"]:
+        return lines
+    tested = next(iter(summary["methods"]))
+    mask, superpixel = summary["methods"][tested], summary["methods"]["superpixel"]
+    if tested == "superpixel":
+        return lines
+    title = "the optimised mask" if tested == "igos" else TITLES[tested]
     if mask["pointing_game"] is not None and superpixel["pointing_game"] is not None:
         better = (mask["pointing_game"], mask["box_mass"]["mean"] or 0) > (superpixel["pointing_game"],
                                                                           superpixel["box_mass"]["mean"] or 0)
-        lines.append(f"localisation: the optimised mask {'beats' if better else 'does NOT beat'} superpixel occlusion "
+        lines.append(f"localisation: {title} {'beats' if better else 'does NOT beat'} superpixel occlusion "
                      f"(pointing game {_fmt(mask['pointing_game'], percent=True)} vs "
                      f"{_fmt(superpixel['pointing_game'], percent=True)}, box mass {_fmt(mask['box_mass']['mean'])} vs "
                      f"{_fmt(superpixel['box_mass']['mean'])}, over {mask['pairs_with_box']} pairs with a box)")

@@ -48,8 +48,10 @@ def run_sanity(
         output_dir: Where ``sanity.json`` and the maps go; default: a new ``version_N`` folder under ``logs_root``.
         logs_root: Parent of the default output folders.
         explain: The explanation settings of the maps under test (on the command line, their fields are flags
-            of their own: ``--baseline``, ``--optim.*``, ``--select.*``).
-        sanity: What the checks do: randomisation stages, occlusion grid and superpixels (``--sanity.*``).
+            of their own: ``--method``, ``--baseline``, ``--optim.*``, ``--select.*``, and the reference
+            explainers' ``--occlusion.*``). The first ``--method`` is the explainer under test; ``grid`` and
+            ``superpixel`` occlusion always run beside the methods given.
+        sanity: What the checks do besides explaining: randomisation stages, re-runs (``--sanity.*``).
         save_maps: Write every map of each pair to ``maps/<pair folder>.npz`` (``(H, W)`` float32 arrays).
 
     Returns:
