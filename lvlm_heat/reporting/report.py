@@ -4,10 +4,15 @@ The page is self-contained and works offline: styles and script are inline, the 
 SVG, and the figures are the pair folders' own PNGs by relative path (so the page stays small and
 belongs in the run folder). At the top: the counts, the dataset means and the distributions of
 deletion and insertion AUC and box mass, the pointing game, and, where the dataset has reference
-answers, every figure split by correct and wrong answers. Below: one card per pair (overlay, question,
-answer strip, status and reason, AUCs, curves, pointing hit and box, per-word maps when made), with
-filters (explained / not grounded / failed, hits / misses, correct / wrong), a search box and a sort,
-50 cards a page; images load lazily. The pairs travel as one JSON blob that a small script renders.
+answers, every figure split by correct and wrong answers. A run of several explainers (``--method``) adds
+a table comparing them: each metric's mean with its 95% bootstrap interval per explainer, and the paired
+difference to the first explainer with its interval (:func:`~lvlm_heat.reporting.summary.method_comparison`,
+the numbers of ``summary.json``'s ``methods``). Below: one card per pair (overlay, question, answer strip,
+status and reason, AUCs, curves, pointing hit and box, per-word maps when made; with several explainers,
+every explainer's overlay side by side, each drawn by the same figure code on the same colour scale with the
+same answer strip, under its title and scores), with filters (explained / not grounded / failed, hits /
+misses, correct / wrong), a search box and a sort, 50 cards a page; images load lazily. The pairs travel as
+one JSON blob that a small script renders.
 
 The markup is in the package's templates (:mod:`lvlm_heat.reporting.templates`); this module reads the
 run and prepares what they show: the overview's numbers, the charts' data (geometry in
@@ -28,16 +33,24 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+from lvlm_heat.config import TITLES
 from lvlm_heat.errors import LvlmHeatError
-from lvlm_heat.record import EXPLAINED, FAILED, NOT_GROUNDED, ExplanationRecord, WordMap
+from lvlm_heat.record import EXPLAINED, FAILED, NOT_GROUNDED, ExplanationRecord, MethodMap, WordMap
 from lvlm_heat.reporting.figures import UNSTABLE
 from lvlm_heat.reporting.outputs import read_record, strict_json, write_atomic
 from lvlm_heat.reporting.report_page import histogram, render_page, share_bars
 from lvlm_heat.reporting.strip import dark_background, hex_colour, llr_colour, strip_html, strip_tokens
-from lvlm_heat.reporting.summary import correctness_split, distribution, summary_row
+from lvlm_heat.reporting.summary import correctness_split, distribution, method_comparison, run_methods, summary_row
 
 REPORT_FILE = "report.html"
 PAGE_SIZE = 50
+METRICS = {"deletion_auc": ("deletion AUC (lower is better)", 3),
+           "insertion_auc": ("insertion AUC (higher is better)", 3),
+           "pointing_hit": ("pointing game (share of hits)", 3),
+           "box_mass": ("box mass", 3),
+           "passes": ("passes per pair", 1),
+           "seconds": ("seconds per pair (map only)", 3)}
+"""Each metric of the explainers' table: its label and the decimals it is shown with."""
 
 
 def read_run(run_dir: Path) -> list[ExplanationRecord]:
@@ -95,12 +108,23 @@ def _word_data(run_dir: Path, folder: str, word: WordMap) -> dict[str, Any]:
             "box_mass": _number(word.box_mass), "overlay": _image(run_dir, folder, f"overlay_{word.file_stem}.png")}
 
 
+def _method_data(run_dir: Path, folder: str, found: MethodMap) -> dict[str, Any]:
+    place = f"{found.folder}/" if found.folder else ""
+    return {"method": found.method, "title": TITLES.get(found.method, found.method),
+            "deletion_auc": _number(found.deletion.auc), "insertion_auc": _number(found.insertion.auc),
+            "out_of_range": found.out_of_range, "pointing_hit": found.pointing_hit, "box_mass": _number(found.box_mass),
+            "passes": found.passes, "seconds": _number(found.seconds),
+            "overlay": _image(run_dir, folder, f"{place}overlay.png"),
+            "curves": _image(run_dir, folder, f"{place}curves.png")}
+
+
 def pair_data(run_dir: Path, record: ExplanationRecord, index: int) -> dict[str, Any]:
     """What the page's script needs of one pair (compact: no curves, no history).
 
     ``strip`` is the answer strip as HTML (:func:`~lvlm_heat.reporting.strip.strip_html`, the notebook's
     string); ``tokens`` lists each shown token as ``[text, background, dark background, explained, space
-    before, LLR]`` (the script only asks whether there are any).
+    before, LLR]`` (the script only asks whether there are any). ``methods`` lists every explainer's map (its
+    title, scores and figures) when the pair has more than one, and is empty otherwise.
     """
     folder = record.folder or record.pair_id
     reliance = record.to_dict()["reliance"]
@@ -132,6 +156,7 @@ def pair_data(run_dir: Path, record: ExplanationRecord, index: int) -> dict[str,
         "image_notes": record.image_notes,
         "images": {name: _image(run_dir, folder, f"{name}.png") for name in ("overlay", "curves", "words")},
         "words": [_word_data(run_dir, folder, word) for word in record.words or []],
+        "methods": [_method_data(run_dir, folder, m) for m in record.methods] if len(record.methods) > 1 else [],
     }
 
 
@@ -155,6 +180,7 @@ def overview(records: list[ExplanationRecord]) -> dict[str, Any]:
         "correct": {"count": sum(judged), "of": len(judged)},
         "answered_without_image": {"count": sum(alone), "of": len(alone)},
         "by_correctness": correctness_split(rows),
+        "methods": method_comparison(records) if len(run_methods(records)) > 1 else None,  # no table for one
         "rows": rows,
     }
 
@@ -171,7 +197,8 @@ def _model_and_settings(run_dir: Path, records: list[ExplanationRecord]) -> tupl
 
 def overview_tables(stats: dict[str, Any]) -> dict[str, Any]:
     """What the page's overview shows of :func:`overview`: the counts, the spread of each score, the shares
-    (pointing game, correct answers, answers given without the image) and the correctness split."""
+    (pointing game, correct answers, answers given without the image), the correctness split and the
+    explainers' table (:func:`method_table`)."""
     labels = {"deletion_auc": "deletion AUC", "insertion_auc": "insertion AUC", "box_mass": "box mass"}
     ratios = [{"label": label, "count": part[key], "of": part["of"], "share": part[key] / part["of"]}
               for label, part, key in (("pointing game", stats["pointing"], "hits"),
@@ -180,7 +207,39 @@ def overview_tables(stats: dict[str, Any]) -> dict[str, Any]:
               if part["of"]]
     return {"pairs": stats["pairs"], "counts": stats["counts"], "unstable": stats["unstable"],
             "out_of_range": stats["out_of_range"], "ratios": ratios, "split": stats["by_correctness"],
-            "spreads": [{"label": label, "distribution": stats[name]} for name, label in labels.items()]}
+            "spreads": [{"label": label, "distribution": stats[name]} for name, label in labels.items()],
+            "methods": method_table(stats["methods"])}
+
+
+def method_table(comparison: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The explainers' table of the overview from :func:`~lvlm_heat.reporting.summary.method_comparison`
+    (``None`` with fewer than two explainers: a single-method page has no such table).
+
+    Returns:
+        ``level``, ``reference`` (the first explainer's title), ``columns`` (each explainer, ``{"label", "pairs",
+        "difference": False}``, followed, for all but the first, by its difference to the first, ``{"label",
+        "difference": True}``) and ``rows``, one per metric with a value for some explainer: ``{"label",
+        "digits", "cells"}``, a cell per column, ``{"mean", "low", "high", "n"}``.
+    """
+    if comparison is None or len(comparison["by_method"]) < 2:
+        return None
+    by_method, reference = comparison["by_method"], comparison["reference"]
+    first = by_method[reference]["title"]
+    columns, parts = [], []
+    for name, part in by_method.items():
+        columns.append({"label": part["title"], "pairs": part["pairs"], "difference": False})
+        parts.append((name, False))
+        if name != reference:
+            columns.append({"label": f"{part['title']} \u2212 {first}", "pairs": None, "difference": True})
+            parts.append((name, True))
+    rows = []
+    for metric in comparison["metrics"]:
+        cells = [by_method[name][metric]["difference"] if difference else by_method[name][metric]
+                 for name, difference in parts]
+        if any(cell["n"] for cell in cells):
+            label, digits = METRICS[metric]
+            rows.append({"label": label, "digits": digits, "cells": cells})
+    return {"level": comparison["level"], "reference": first, "columns": columns, "rows": rows}
 
 
 def charts(stats: dict[str, Any]) -> list[dict[str, Any]]:

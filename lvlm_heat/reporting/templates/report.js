@@ -83,16 +83,18 @@
     if (p.status === "failed") text.append(el("p", { class: "reason", text: "failed: " + (p.reason || "no reason recorded") }));
     if (p.status === "not_grounded")
       text.append(el("p", { class: "note", text: "not visually grounded: no answer token depends on the image or a region of it; no heatmap" }));
+    const several = p.methods.length > 1;  // each explainer's scores go under its own map
     const numbers = el("table", { class: "numbers" });
     if (p.status === "explained") {
-      numbers.append(row("deletion AUC", num(p.deletion_auc)), row("insertion AUC", num(p.insertion_auc)),
-        row("p(I) / p(B)", num(p.p_image) + " / " + num(p.p_baseline)));
+      if (!several)
+        numbers.append(row("deletion AUC", num(p.deletion_auc)), row("insertion AUC", num(p.insertion_auc)));
+      numbers.append(row("p(I) / p(B)", num(p.p_image) + " / " + num(p.p_baseline)));
     }
     if (p.bbox) {
       numbers.append(row("box", "[" + p.bbox.map((v) => Math.round(v)).join(", ") + "]"));
-      if (p.pointing_hit !== null && p.pointing_hit !== undefined)
+      if (!several && p.pointing_hit !== null && p.pointing_hit !== undefined)
         numbers.append(row("pointing game", p.pointing_hit ? "hit (peak in the box)" : "miss (peak outside the box)"));
-      if (p.box_mass !== null) numbers.append(row("box mass", num(p.box_mass)));
+      if (!several && p.box_mass !== null) numbers.append(row("box mass", num(p.box_mass)));
     }
     if (p.reliance) {
       const r = p.reliance;
@@ -104,13 +106,36 @@
     if (p.image_notes.length) numbers.append(row("image", p.image_notes.join("; ")));
     text.append(numbers);
 
-    const curves = figure(p.images.curves, "deletion and insertion curves of " + p.id, "curves");
-    if (curves) text.append(el("div", { class: "figs" }, curves));
-    const figs = el("div", { class: "figs" }, figure(p.images.overlay, "overlay of " + p.id));
-    const body = el("div", { class: "body" }, figs, text);
-    const article = el("article", { class: "pair " + p.status, id: "pair-" + p.folder }, head, body);
+    const article = el("article", { class: "pair " + p.status, id: "pair-" + p.folder }, head);
+    if (several) {
+      article.append(methods(p), el("div", { class: "body wide" }, text));
+    } else {
+      const curves = figure(p.images.curves, "deletion and insertion curves of " + p.id, "curves");
+      if (curves) text.append(el("div", { class: "figs" }, curves));
+      const figs = el("div", { class: "figs" }, figure(p.images.overlay, "overlay of " + p.id));
+      article.append(el("div", { class: "body" }, figs, text));
+    }
     if (p.words && p.words.length) article.append(words(p));
     return article;
+  }
+  function methods(p) {  // every explainer's overlay side by side: the same figure code, colour scale and strip
+    const box = el("div", { class: "methods" });
+    for (const m of p.methods) {
+      const numbers = el("table", { class: "numbers" }, row("deletion AUC", num(m.deletion_auc)),
+        row("insertion AUC", num(m.insertion_auc)));
+      if (m.pointing_hit !== null && m.pointing_hit !== undefined)
+        numbers.append(row("pointing game", m.pointing_hit ? "hit" : "miss"));
+      if (m.box_mass !== null) numbers.append(row("box mass", num(m.box_mass)));
+      numbers.append(row("passes", m.passes === null ? "n/a" : String(m.passes)),
+        row("time", num(m.seconds, 2) + " s"));
+      if (m.out_of_range) numbers.append(row("note", "curve leaves [0, 1]"));
+      const caption = el("figcaption", {}, el("b", { text: m.title }), numbers);
+      if (m.curves)
+        caption.append(el("a", { href: m.curves, target: "_blank", text: "deletion and insertion curves" }));
+      box.append(el("figure", { class: "method", "data-method": m.method },
+        figure(m.overlay, m.title + " map of " + p.id), caption));
+    }
+    return box;
   }
   function words(p) {
     const box = el("details", { class: "words" }, el("summary", { text: "per-word maps (" + p.words.length + " words)" }));
