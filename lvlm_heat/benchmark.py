@@ -11,7 +11,12 @@ For one pair it measures, in one run:
 - the model FLOPs of one composite's forward and forward + backward pass, counted by
   ``torch.utils.flop_counter`` (matrix products and attention; the backward reaches the pixels,
   not the frozen weights), hence the FLOP/s achieved and its share of the GPU's peak;
-- peak GPU memory (``torch.cuda.max_memory_allocated``) and the process's peak resident memory.
+- peak GPU memory (``torch.cuda.max_memory_allocated``) and the process's peak resident memory;
+- with several explainers in ``--method`` (e.g. ``igos,superpixel,grid,gradient``), each one alone on the same
+  pair: seconds per pair (answer, selection, map and curves), seconds and composites of its map alone, and
+  ``<method>_speedup_vs_igos``.
+
+The figures above them (phases, bare passes, FLOPs) are the optimised mask's (``igos``).
 
 ``overhead_ratio`` = optimise + curves / bare model passes (everything that is not the model);
 ``speedup_vs_sequential`` = one-at-a-time / batched. The last line printed is one JSON object.
@@ -212,13 +217,16 @@ def _random_checkpoint(shape: str, folder: str, layers: int | None, width_diviso
 def measure(adapter: Adapter, query: Query, explain: ExplainConfig | None, repeats: int, sequential: bool,
             name: str, per_word: bool = False) -> dict:
     """The benchmark's figures for one loaded model and one pair (see the module docstring)."""
-    config = replace(explain or ExplainConfig(), select=SelectionConfig(rule="all"), maps="joint")
+    explain = explain or ExplainConfig()
+    config = replace(explain, select=SelectionConfig(rule="all"), maps="joint", method="igos")
     picture = query.image
 
     def method(cfg: ExplainConfig, runs: int) -> dict[str, float]:
         results = [explain_pair(adapter, replace(query), cfg) for _ in range(runs)]
         phases = {f"seconds_{key}": statistics.median(r.timings[key] for r in results) for key in results[0].timings}
-        return {"seconds_per_pair": statistics.median(r.seconds for r in results), **phases}
+        return {"seconds_per_pair": statistics.median(r.seconds for r in results), **phases,
+                "map_seconds": statistics.median(r.methods[0].seconds for r in results),
+                "map_passes": results[0].methods[0].passes}
 
     start = time.perf_counter()
     prepared = prepare(adapter, replace(query), config)  # resolves batch_size auto (the probe) for this model
@@ -231,6 +239,7 @@ def measure(adapter: Adapter, query: Query, explain: ExplainConfig | None, repea
         torch.cuda.reset_peak_memory_stats(adapter.device)
     batched = method(resolved, repeats)
     gpu_peak = _peak_gpu_memory_mb(adapter.device)
+    igos_map = {"seconds": batched.pop("map_seconds"), "passes": batched.pop("map_passes")}
 
     per_iteration = 2 * optim.masks * optim.ig_iter
     per_curve = min(optim.curve_steps, mask_cells(picture, optim.mask_size)) - 1
@@ -276,6 +285,13 @@ def measure(adapter: Adapter, query: Query, explain: ExplainConfig | None, repea
         report["per_word_words"] = len(made)
         report["per_word_seconds_per_pair"] = timed["seconds_per_pair"]
         report["per_word_cost_ratio"] = (timed["seconds_optimise"] + timed["seconds_curves"]) / method_seconds
+    if explain.methods != ["igos"]:
+        for name in explain.methods:
+            timed = batched if name == "igos" else method(replace(resolved, method=name), repeats)
+            report[f"{name}_seconds_per_pair"] = timed["seconds_per_pair"]
+            report[f"{name}_map_seconds"] = igos_map["seconds"] if name == "igos" else timed["map_seconds"]
+            report[f"{name}_map_passes"] = igos_map["passes"] if name == "igos" else timed["map_passes"]
+            report[f"{name}_speedup_vs_igos"] = batched["seconds_per_pair"] / timed["seconds_per_pair"]
     if sequential:
         one = method(replace(resolved, optim=replace(optim, batch_size=1)), 1)
         report["sequential_seconds"] = one["seconds_optimise"] + one["seconds_curves"]

@@ -120,3 +120,15 @@ def test_per_word_maps_cost_about_one_joint_map_per_extra_word():
     assert words == 4  # "the square is green": every word of the answer (rule all), each with a mask of its own beside the joint one
     # 1 + words masks; the curves and the optimisation both scale with them (timing noise allowed)
     assert 0.5 * (1 + words) < report["per_word_cost_ratio"] < 1.5 * (1 + words)
+
+
+def test_each_method_is_timed_alone_on_the_same_pair():
+    report = main(["--method", "igos,superpixel,grid,gradient", *QUICK, "--sequential", "false",
+                   "--occlusion.segments", "12"])
+    for name in ("igos", "superpixel", "grid", "gradient"):
+        for key in ("seconds_per_pair", "map_seconds", "map_passes", "speedup_vs_igos"):
+            assert math.isfinite(report[f"{name}_{key}"]) and report[f"{name}_{key}"] > 0, (name, key)
+        assert report[f"{name}_map_seconds"] < report[f"{name}_seconds_per_pair"]
+    assert (report["gradient_map_passes"], report["grid_map_passes"], report["igos_speedup_vs_igos"]) == (1, 65, 1.0)
+    assert report["igos_map_passes"] >= 1 * 2 * 2  # one iteration of two path points, both games, and the warm start
+    assert report["seconds_optimise"] > 0  # the optimised mask's phases, as without --method

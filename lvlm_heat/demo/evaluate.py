@@ -15,7 +15,8 @@ Sets, generated on the fly from the held-out stream (never the demo models' trai
 
 Printed per set: pairs, grounded pairs, pairs with a map, where the peak lies (queried object,
 another object, background) over grounded pairs, whether the answer word was selected, whether a
-filler word was, and the AUCs. The last line is one JSON object.
+filler word was, and the AUCs. With several explainers (``--method igos,superpixel,gradient``) each
+one's figures follow on the same pairs, under ``methods`` in the JSON. The last line is one JSON object.
 """
 
 from __future__ import annotations
@@ -120,6 +121,7 @@ def evaluate(
     counts = {"pairs": 0, "grounded": 0, "with_map": 0, "on_target": 0, "on_other": 0, "on_background": 0,
               "word_selected": 0, "filler_selected": 0}
     deletion, insertion, masses, misses = [], [], [], []
+    found: dict[str, list[dict[str, Any]]] = {}  # per explainer, per grounded pair with a map
     for index in range(pairs):
         pair = make_pair(split, index, first_index)
         counts["pairs"] += 1
@@ -147,6 +149,8 @@ def evaluate(
         deletion.append(result.deletion_auc)
         insertion.append(result.insertion_auc)
         masses.append(box_mass(torch.from_numpy(result.saliency), pair.target))
+        for method in result.methods:
+            found.setdefault(method.method, []).append(_placed(method, pair))
     grounded = max(counts["grounded"], 1)
     return {
         "split": split,
@@ -158,7 +162,30 @@ def evaluate(
         "median_insertion_auc": statistics.median(insertion) if insertion else None,
         "median_box_mass": statistics.median(masses) if masses else None,  # share of the saliency in the box
         "misses": misses,  # grounded pairs whose peak is off the queried object, or without a map
+        "methods": {name: _method_row(rows, grounded) for name, rows in found.items()},
     }
+
+
+def _placed(method: Any, pair: GroundedPair) -> dict[str, Any]:
+    """Where one explainer's peak lies on a pair, its AUCs, box mass and cost."""
+    saliency = torch.from_numpy(method.saliency)
+    on_other = any(pointing_hit(saliency, box) for box in pair.others)
+    return {"on_target": pointing_hit(saliency, pair.target), "on_other": on_other,
+            "deletion_auc": method.deletion.auc, "insertion_auc": method.insertion.auc,
+            "box_mass": box_mass(saliency, pair.target), "passes": method.passes, "seconds": method.seconds}
+
+
+def _method_row(rows: list[dict[str, Any]], grounded: int) -> dict[str, Any]:
+    """One explainer's figures over a set's grounded pairs (a pair without a map counts as a miss)."""
+
+    def median(key: str) -> float:
+        return statistics.median(r[key] for r in rows)
+
+    return {"pointing_game": sum(r["on_target"] for r in rows) / grounded,
+            "peak_on_other": sum(r["on_other"] and not r["on_target"] for r in rows) / grounded,
+            "median_deletion_auc": median("deletion_auc"), "median_insertion_auc": median("insertion_auc"),
+            "median_box_mass": median("box_mass"), "mean_passes": statistics.fmean(r["passes"] for r in rows),
+            "mean_seconds": statistics.fmean(r["seconds"] for r in rows)}
 
 
 def _fmt(value: float | None) -> str:
@@ -197,6 +224,11 @@ def run_evaluation(
               f"the object {row['pointing_game']:.0%}, on another object {row['peak_on_other']:.0%}; word selected "
               f"{row['word_selected_share']:.0%}, filler selected {row['filler_selected']}; medians: {medians}",
               flush=True)
+        for name, figures in row["methods"].items() if len(row["methods"]) > 1 else ():
+            print(f"  {name:<11} peak on the object {figures['pointing_game']:.0%}, on another "
+                  f"{figures['peak_on_other']:.0%}; medians: deletion AUC {figures['median_deletion_auc']:.3f}, "
+                  f"insertion AUC {figures['median_insertion_auc']:.3f}, box mass {figures['median_box_mass']:.3f}; "
+                  f"{figures['mean_passes']:.0f} passes, {figures['mean_seconds']:.2f} s per map", flush=True)
         for miss in row["misses"]:
             where = f"peak on {miss['peak']}" if miss["peak"] else f"no map ({miss['status']})"
             print(f"  miss: pair {miss['index']}, {miss['question']!r} -> {miss['answer']!r}: {where}", flush=True)
