@@ -58,6 +58,7 @@ def test_the_readme_pairs_keep_their_peaks_and_aucs(model, request, tmp_path):
         assert record.insertion_auc == pytest.approx(insertion, abs=1e-6), pair
 
 
+@pytest.mark.slow  # a second run of the demo (14 s)
 def test_the_warm_start_moves_the_demo_peaks_and_mass_onto_the_queried_object(demo_run, tmp_path):
     """docs: from the paper's start (``--warm_start.depth 0``) two of the four demo maps peak elsewhere; the default
     start puts all four peaks on the queried object and more of the saliency in the boxes."""
