@@ -43,3 +43,21 @@ def test_evaluation_lists_every_grounded_pair_it_misses():
     assert row["grounded"] >= 2
     assert row["on_target"] + len(row["misses"]) == row["grounded"]
     assert all(miss["peak"] in (None, "other", "background") for miss in row["misses"])
+
+
+def test_evaluation_scores_each_explainer_on_the_same_pairs_and_names_the_winners():
+    from lvlm_heat import ExplainConfig, Explainer, OptimConfig
+    from lvlm_heat.demo.evaluate import evaluate
+
+    config = ExplainConfig(method="igos,grid", optim=OptimConfig(iterations=1, ig_iter=2, mask_size=4, curve_steps=4))
+    row = evaluate(Explainer("demo", device="cpu", config=config), "heldout", pairs=4)
+    igos, grid = row["methods"]["igos"], row["methods"]["grid"]
+    assert igos["pointing_game"] == row["pointing_game"] and igos["median_box_mass"] == row["median_box_mass"]
+    assert grid["mean_passes"] == 65 and 0 <= grid["pointing_game"] <= 1
+    versus = row["versus"]["grid"]
+    assert set(versus) == {"deletion_auc", "insertion_auc", "on_target", "box_mass", "on_other"}
+    for figure in versus.values():
+        difference = figure["difference"]
+        assert difference["n"] == row["with_map"] and difference["low"] <= difference["mean"] <= difference["high"]
+        holds_zero = difference["low"] <= 0 <= difference["high"]
+        assert (figure["winner"] in ("igos", "grid")) != holds_zero

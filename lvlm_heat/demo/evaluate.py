@@ -42,6 +42,7 @@ from lvlm_heat.demo.synthetic import (
     paint_out,
 )
 from lvlm_heat.metrics.functional import box_mass, pointing_hit
+from lvlm_heat.metrics.statistics import paired_difference
 
 Split = Literal["heldout", "large", "wide", "tall", "crowded"]
 FILLER = frozenset({"the", "is", "a", "object"})
@@ -163,7 +164,32 @@ def evaluate(
         "median_box_mass": statistics.median(masses) if masses else None,  # share of the saliency in the box
         "misses": misses,  # grounded pairs whose peak is off the queried object, or without a map
         "methods": {name: _method_row(rows, grounded) for name, rows in found.items()},
+        "versus": _versus(found),
     }
+
+
+BETTER = {"deletion_auc": "lower", "insertion_auc": "higher", "on_target": "higher", "box_mass": "higher",
+          "on_other": "lower"}
+"""The figures two explainers are compared on, and which direction is better."""
+
+
+def _versus(found: dict[str, list[dict[str, Any]]]) -> dict[str, dict[str, Any]]:
+    """The first explainer against each other one on the same pairs: per figure, the paired difference
+    (other - first) with its 95% bootstrap interval, and the winner where the interval leaves out 0."""
+    names = list(found)
+    out = {}
+    for other in names[1:]:
+        first, second = names[0], other
+        figures = {}
+        for key, better in BETTER.items():
+            difference = paired_difference([r[key] for r in found[second]], [r[key] for r in found[first]])
+            if difference.count == 0 or difference.low <= 0 <= difference.high:
+                winner = "neither (the interval holds 0)"
+            else:
+                winner = second if (difference.mean < 0) == (better == "lower") else first
+            figures[key] = {"difference": difference.to_dict(), "better": better, "winner": winner}
+        out[second] = figures
+    return out
 
 
 def _placed(method: Any, pair: GroundedPair) -> dict[str, Any]:
@@ -229,6 +255,11 @@ def run_evaluation(
                   f"{figures['peak_on_other']:.0%}; medians: deletion AUC {figures['median_deletion_auc']:.3f}, "
                   f"insertion AUC {figures['median_insertion_auc']:.3f}, box mass {figures['median_box_mass']:.3f}; "
                   f"{figures['mean_passes']:.0f} passes, {figures['mean_seconds']:.2f} s per map", flush=True)
+        first = next(iter(row["methods"]), None)
+        for other, figures in row["versus"].items():
+            print(f"  {first} vs {other} (paired, 95% interval of {other} - {first}): " + "; ".join(
+                f"{key} {f['difference']['mean']:+.3f} [{f['difference']['low']:+.3f}, {f['difference']['high']:+.3f}] "
+                f"({f['better']} is better): {f['winner']}" for key, f in figures.items()), flush=True)
         for miss in row["misses"]:
             where = f"peak on {miss['peak']}" if miss["peak"] else f"no map ({miss['status']})"
             print(f"  miss: pair {miss['index']}, {miss['question']!r} -> {miss['answer']!r}: {where}", flush=True)
