@@ -25,7 +25,7 @@ from lvlm_heat.adapters.base import Adapter
 from lvlm_heat.config import ExplainConfig
 from lvlm_heat.data.answers import answer_matches
 from lvlm_heat.data.pairs import Query
-from lvlm_heat.explainer import OptimisedMask, optimise_mask
+from lvlm_heat.explainer import optimise_mask
 from lvlm_heat.geometry import grid_to_image
 from lvlm_heat.methods import attribution_maps
 from lvlm_heat.methods.occlusion import cell_means

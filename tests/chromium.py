@@ -33,6 +33,18 @@ def find_chromium() -> str | None:
     return None
 
 
+def browser_or_skip() -> str:
+    """The chromium binary; without one the test skips, or fails when ``LVLM_HEAT_REQUIRE_BROWSER`` is set."""
+    import pytest
+
+    binary = find_chromium()
+    if binary is None:
+        if os.environ.get(REQUIRE_ENV):
+            pytest.fail(f"{REQUIRE_ENV} is set but no chromium is on PATH (apt-get install chromium)")
+        pytest.skip("no chromium on PATH: apt-get install chromium to run the report in a browser")
+    return binary
+
+
 def _high(*descriptors: int) -> list[int]:
     """The descriptors moved to numbers of 10 and up (moving them onto 3 and 4 must not overwrite them)."""
     import fcntl

@@ -5,13 +5,12 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 import re
 from pathlib import Path
 
 import pytest
 import torch
-from chromium import REQUIRE_ENV, Browser, find_chromium
+from chromium import Browser, browser_or_skip
 
 from lvlm_heat.metrics.curves import Curve
 from lvlm_heat.record import EXPLAINED, ExplanationRecord, MethodMap, failed_record
@@ -149,15 +148,6 @@ def test_the_report_tables_the_explainers_only_when_there_are_several(tmp_path):
     assert all(p["methods"] == [] for p in _page_data(tmp_path / "one" / "report.html")["pairs"])
 
 
-def _browser_or_skip() -> str:
-    binary = find_chromium()
-    if binary is None:
-        if os.environ.get(REQUIRE_ENV):
-            pytest.fail(f"{REQUIRE_ENV} is set but no chromium is on PATH (apt-get install chromium)")
-        pytest.skip("no chromium on PATH: apt-get install chromium to run the report in a browser")
-    return binary
-
-
 def test_three_explainers_on_the_demo_set_in_headless_chromium(tmp_path):
     from lvlm_heat.cli import main
 
@@ -175,7 +165,7 @@ def test_three_explainers_on_the_demo_set_in_headless_chromium(tmp_path):
         assert [m["overlay"] for m in pair["methods"]] == [f"{pair['folder']}/overlay.png",
                                                            f"{pair['folder']}/superpixel/overlay.png",
                                                            f"{pair['folder']}/gradient/overlay.png"]
-    with Browser(_browser_or_skip()) as browser:
+    with Browser(browser_or_skip()) as browser:
         page = browser.open((out / "report.html").as_uri())
         assert page.count("article.pair") == 2 and page.count("div.methods figure") == 2 * 3
         assert page.evaluate("[...document.querySelectorAll('article.pair')[0].querySelectorAll('div.methods b')]"

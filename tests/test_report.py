@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from chromium import REQUIRE_ENV, Browser, find_chromium
+from chromium import REQUIRE_ENV, Browser, browser_or_skip, find_chromium
 from conftest import textured_image
 from PIL import Image
 
@@ -325,7 +325,7 @@ def test_markup_in_the_data_is_escaped_everywhere(tmp_path):
     assert "<script" not in notebook and "<img" not in notebook and "&lt;script&gt;x&lt;/script&gt; &amp; " in notebook
     if find_chromium() is None and not os.environ.get(REQUIRE_ENV):
         return
-    with Browser(_browser_or_skip()) as browser:
+    with Browser(browser_or_skip()) as browser:
         page = browser.open((run_dir / "report.html").as_uri())
         assert page.evaluate("[...document.querySelectorAll('.tok')].map(t => t.textContent)") == \
             ["<script>", "&", hostile]
@@ -350,18 +350,9 @@ def test_templates_are_package_data_found_through_the_package():
         "templates"
 
 
-def _browser_or_skip() -> str:
-    binary = find_chromium()
-    if binary is None:
-        if os.environ.get(REQUIRE_ENV):
-            pytest.fail(f"{REQUIRE_ENV} is set but no chromium is on PATH (apt-get install chromium)")
-        pytest.skip("no chromium on PATH: apt-get install chromium to run the report in a browser")
-    return binary
-
-
 def test_report_in_headless_chromium(synthetic_run, tmp_path):
     expected = [_expected(k) for k in range(PAIRS)]
-    with Browser(_browser_or_skip()) as browser:
+    with Browser(browser_or_skip()) as browser:
         page = browser.open((synthetic_run / "report.html").as_uri())
         assert page.count("article.pair") == 50  # one page of cards
         shot = page.screenshot(tmp_path / "report.png")
@@ -419,7 +410,7 @@ def test_a_run_writes_its_report_and_a_resumed_run_rewrites_it(tiny_llava, tmp_p
     assert _page_data(out / "report.html")["pairs"][0]["deletion_auc"] == pytest.approx(record["deletion_auc"])
     if find_chromium() is None and not os.environ.get(REQUIRE_ENV):
         return
-    with Browser(_browser_or_skip()) as browser:
+    with Browser(browser_or_skip()) as browser:
         page = browser.open((out / "report.html").as_uri())
         assert page.count("article.pair") == 1 and page.count(".figs img") == 2  # overlay and curves
         assert page.count("details.words img") == 1 + len(record["words"])  # words.png and one overlay each

@@ -14,8 +14,8 @@ from toy import RedBoxAdapter, red_box_scene
 from lvlm_heat.cli import main
 from lvlm_heat.config import ExplainConfig, OcclusionConfig, OptimConfig, SanityConfig, SelectionConfig
 from lvlm_heat.data import Query
-from lvlm_heat.sanity import run_sanity, sanity_check
 from lvlm_heat.methods.superpixels import slic, work_image
+from lvlm_heat.sanity import run_sanity, sanity_check
 from lvlm_heat.sanity.randomisation import WeightSnapshot, find_blocks, randomise_
 
 TINY = OptimConfig(iterations=1, ig_iter=2, curve_steps=4, mask_size=8)

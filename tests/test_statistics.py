@@ -172,21 +172,11 @@ def test_paired_lengths_must_match():
         paired_difference([1.0, 2.0], [1.0])
 
 
-@pytest.mark.parametrize("level", [0.0, 1.0, -0.5, 1.5, float("nan")])
-def test_bad_level(level):
-    with pytest.raises(ValueError, match="level"):
-        bootstrap_mean([1.0, 2.0], level=level)
-    with pytest.raises(ValueError, match="level"):
-        paired_difference([1.0], [2.0], level=level)
-    with pytest.raises(ValueError, match="level"):
-        compare_methods(_rows(), ["seconds"], reference="gradcam", level=level)
-
-
-@pytest.mark.parametrize("resamples", [0, -10])
-def test_bad_resamples(resamples):
-    with pytest.raises(ValueError, match="resamples"):
-        bootstrap_mean([1.0, 2.0], resamples=resamples)
-    with pytest.raises(ValueError, match="resamples"):
-        paired_difference([1.0], [2.0], resamples=resamples)
-    with pytest.raises(ValueError, match="resamples"):
-        compare_methods(_rows(), ["seconds"], reference="gradcam", resamples=resamples)
+@pytest.mark.parametrize(("argument", "value"), [("level", 0.0), ("level", 1.0), ("level", -0.5), ("level", 1.5),
+                                                 ("level", float("nan")), ("resamples", 0), ("resamples", -10)])
+def test_bad_level_or_resamples(argument, value):
+    for call in (lambda: bootstrap_mean([1.0, 2.0], **{argument: value}),
+                 lambda: paired_difference([1.0], [2.0], **{argument: value}),
+                 lambda: compare_methods(_rows(), ["seconds"], reference="gradcam", **{argument: value})):
+        with pytest.raises(ValueError, match=argument):
+            call()
