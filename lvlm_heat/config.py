@@ -27,7 +27,7 @@ Precision = Literal["auto", "fp32", "bf16", "fp16"]
 Rule = Literal["evidence", "llr", "all", "words"]
 Maps = Literal["joint", "per_word"]
 Format = Literal["auto", "jsonl", "json", "csv", "cvbench", "mmvp", "mmstar", "llava_bench"]
-Fill = Literal["baseline", "flat"]
+Fill = Literal["baseline", "flat", "median"]
 METHODS = ("igos", "superpixel", "grid", "gradient")
 """The explainers ``--method`` chooses among (docs/method.md, 'Other explainers')."""
 TITLES = {"igos": "optimised mask (igos)", "superpixel": "superpixel occlusion", "grid": "grid occlusion",
@@ -201,15 +201,15 @@ class OcclusionConfig:
     grid: int = 8
     """``--method grid``: ``grid x grid`` blocks over the image."""
     grid_fill: Fill = "baseline"
-    """What a hidden grid block shows: ``baseline`` (the explainer's baseline B) or ``flat`` (the image's mean
-    colour)."""
+    """What a hidden grid block shows: ``baseline`` (the explainer's baseline B), ``flat`` (the image's mean
+    colour) or ``median`` (its per-channel median colour)."""
     segments: int = 50
     """``--method superpixel``: about this many SLIC segments."""
     compactness: float = 10.0
     """SLIC's compactness: higher gives squarer segments, lower follows colour more closely."""
     superpixel_fill: Fill = "flat"
-    """What a hidden superpixel shows: ``flat`` (the image's mean colour, as Captum's feature ablation) or
-    ``baseline``."""
+    """What a hidden superpixel shows: ``flat`` (the image's mean colour), ``median`` (its per-channel median
+    colour) or ``baseline``."""
 
     def __post_init__(self) -> None:
         _at_least("occlusion.", self, 1, "grid")

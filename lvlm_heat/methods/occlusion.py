@@ -6,7 +6,7 @@ per region, and call a region as important as the explained tokens' score drops,
 ``score(I) - score(I with the region hidden)``, where ``score`` is the sum of their log-probabilities
 (docs/method.md, 'Objective'). Regions are a label map on the work grid
 (:mod:`lvlm_heat.methods.superpixels`); a hidden region is filled from a second image (the baseline
-B, or a flat colour) through the adapter's own geometry, exactly as the mask's composites are. One
+B, or one colour: the image's mean or median) through the adapter's own geometry, exactly as the mask's composites are. One
 set of passes gives every token's drop, so per-word maps cost nothing more.
 """
 
@@ -25,10 +25,18 @@ from lvlm_heat.prepare import Prepared
 from lvlm_heat.scorer import CompositeScorer
 
 
-def flat_fill(image: Image.Image) -> Image.Image:
-    """The image's mean colour everywhere: a flat fill that removes shapes and colours alike."""
-    mean = np.asarray(image.convert("RGB"), dtype=np.float64).reshape(-1, 3).mean(0)
-    return Image.new("RGB", image.size, tuple(round(float(v)) for v in mean))
+def flat_fill(image: Image.Image, statistic: str = "flat") -> Image.Image:
+    """One colour everywhere, which removes shapes and colours alike: the image's mean colour (``flat``) or its
+    per-channel median (``median``, robust to a few strongly coloured objects).
+
+    Example:
+        >>> picture = Image.fromarray(np.array([[[0, 0, 0], [0, 0, 0], [255, 30, 90]]], np.uint8))
+        >>> flat_fill(picture).getpixel((0, 0)), flat_fill(picture, "median").getpixel((0, 0))
+        ((85, 10, 30), (0, 0, 0))
+    """
+    pixels = np.asarray(image.convert("RGB"), dtype=np.float64).reshape(-1, 3)
+    colour = np.median(pixels, axis=0) if statistic == "median" else pixels.mean(0)
+    return Image.new("RGB", image.size, tuple(round(float(v)) for v in colour))
 
 
 @torch.no_grad()
@@ -72,8 +80,8 @@ def occlusion_maps(adapter: Adapter, prepared: Prepared, kind: str, config: Occl
     else:
         labels, fill = slic(work, config.segments, config.compactness), config.superpixel_fill
     scorer = prepared.scorer
-    if fill == "flat":  # the same geometry, with the flat image as the second image
-        inputs = adapter.prepare(image, flat_fill(image), prepared.query.question, prepared.inputs.answer_ids)
+    if fill != "baseline":  # the same geometry, with the one-colour image as the second image
+        inputs = adapter.prepare(image, flat_fill(image, fill), prepared.query.question, prepared.inputs.answer_ids)
         scorer = CompositeScorer(adapter, inputs, 1, prepared.scorer.batch_size)
     before = scorer.passes
     drops = occlusion_drops(scorer, labels)
