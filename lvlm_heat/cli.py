@@ -33,6 +33,8 @@ COMMANDS = {
     "sanity": ("lvlm_heat.sanity.runner:run_sanity", "randomisation checks and occlusion references on your data"),
     "benchmark": ("lvlm_heat.benchmark:benchmark", "time one pair: per phase, against bare model passes"),
     "demo": ("lvlm_heat.demo.evaluate:run_evaluation", "where the peaks land on grounded demo scenes"),
+    "instruments": ("lvlm_heat.demo.instruments:run_instruments",
+                    "where the peaks land on scenes built unlike the demo's, against each set's causal ceiling"),
 }
 PAIRS_FAILED = 3
 """Exit status of ``explain`` when the run finished but some pairs failed (their reasons are in the summary)."""

@@ -82,7 +82,7 @@ def problems(line: str, full: bool = True) -> list[str]:
         >>> problems("python -m lvlm_heat COMMAND --help")
         []
         >>> problems("lvlm-heat evaluate --pairs 4")
-        ["no command 'evaluate' (commands: explain, report, sanity, benchmark, demo)"]
+        ["no command 'evaluate' (commands: explain, report, sanity, benchmark, demo, instruments)"]
     """
     try:
         tokens = shlex.split(line, comments=True)
