@@ -224,9 +224,9 @@ class GradientConfig:
     respect to a keep-mask of fine cells, i.e. gradient x (image - baseline) summed over each cell; with
     ``steps > 1``, integrated gradients along the path from the baseline to the image."""
 
-    steps: int = 1
-    """Points of the path from the baseline to the image (1: the gradient at the image alone; ``steps``
-    composites, one backward pass per batch)."""
+    steps: int = 16
+    """Points of the path from the baseline to the image (1: the gradient at the image alone). ``steps``
+    composites, one backward pass per batch: 16 fill one default batch."""
     cells: int = 64
     """Cells of the gradient map on the image's long side."""
 

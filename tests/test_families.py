@@ -205,7 +205,7 @@ def test_the_other_explainers_run_through_every_family(family, request):
     adapter = _adapters(request.getfixturevalue(family))[0]
     config = ExplainConfig(method="superpixel,gradient", select=SelectionConfig(rule="all"),
                            occlusion=OcclusionConfig(segments=6, superpixel_fill="baseline"),
-                           gradient=GradientConfig(cells=8), optim=OptimConfig(curve_steps=4, mask_size=6))
+                           gradient=GradientConfig(steps=2, cells=8), optim=OptimConfig(curve_steps=4, mask_size=6))
     record = explain_pair(adapter, Query(textured_image(30, 50), QUESTION, answer=ANSWER), config)
     assert [m.method for m in record.methods] == ["superpixel", "gradient"]
     for found in record.methods:

@@ -151,7 +151,7 @@ def evaluate(
         insertion.append(result.insertion_auc)
         masses.append(box_mass(torch.from_numpy(result.saliency), pair.target))
         for method in result.methods:
-            found.setdefault(method.method, []).append(_placed(method, pair))
+            found.setdefault(method.method, []).append(_placed(method, pair, result.unstable))
     grounded = max(counts["grounded"], 1)
     return {
         "split": split,
@@ -192,20 +192,23 @@ def _versus(found: dict[str, list[dict[str, Any]]]) -> dict[str, dict[str, Any]]
     return out
 
 
-def _placed(method: Any, pair: GroundedPair) -> dict[str, Any]:
-    """Where one explainer's peak lies on a pair, its AUCs, box mass and cost."""
+def _placed(method: Any, pair: GroundedPair, unstable: bool) -> dict[str, Any]:
+    """Where one explainer's peak lies on a pair, its AUCs (``None`` when the pair's normalisation is unstable, as
+    the run's means leave them out), box mass and cost."""
     saliency = torch.from_numpy(method.saliency)
     on_other = any(pointing_hit(saliency, box) for box in pair.others)
     return {"on_target": pointing_hit(saliency, pair.target), "on_other": on_other,
-            "deletion_auc": method.deletion.auc, "insertion_auc": method.insertion.auc,
+            "deletion_auc": None if unstable else method.deletion.auc,
+            "insertion_auc": None if unstable else method.insertion.auc,
             "box_mass": box_mass(saliency, pair.target), "passes": method.passes, "seconds": method.seconds}
 
 
 def _method_row(rows: list[dict[str, Any]], grounded: int) -> dict[str, Any]:
     """One explainer's figures over a set's grounded pairs (a pair without a map counts as a miss)."""
 
-    def median(key: str) -> float:
-        return statistics.median(r[key] for r in rows)
+    def median(key: str) -> float | None:
+        values = [r[key] for r in rows if r[key] is not None]
+        return statistics.median(values) if values else None
 
     return {"pointing_game": sum(r["on_target"] for r in rows) / grounded,
             "peak_on_other": sum(r["on_other"] and not r["on_target"] for r in rows) / grounded,
@@ -252,8 +255,8 @@ def run_evaluation(
               flush=True)
         for name, figures in row["methods"].items() if len(row["methods"]) > 1 else ():
             print(f"  {name:<11} peak on the object {figures['pointing_game']:.0%}, on another "
-                  f"{figures['peak_on_other']:.0%}; medians: deletion AUC {figures['median_deletion_auc']:.3f}, "
-                  f"insertion AUC {figures['median_insertion_auc']:.3f}, box mass {figures['median_box_mass']:.3f}; "
+                  f"{figures['peak_on_other']:.0%}; medians: deletion AUC {_fmt(figures['median_deletion_auc'])}, "
+                  f"insertion AUC {_fmt(figures['median_insertion_auc'])}, box mass {_fmt(figures['median_box_mass'])}; "
                   f"{figures['mean_passes']:.0f} passes, {figures['mean_seconds']:.2f} s per map", flush=True)
         first = next(iter(row["methods"]), None)
         for other, figures in row["versus"].items():

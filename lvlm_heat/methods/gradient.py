@@ -9,7 +9,8 @@ points ``W = k / steps`` along the path from the baseline to the image the mean 
 integrated gradients on the cells (Sundararajan et al., 2017, "Axiomatic Attribution for Deep Networks";
 a right Riemann sum, so one step is the gradient at the image itself).
 
-Cost: ``steps`` composites per token group, forward and backward, in the scorer's batches. Per-word maps
+Cost: ``steps`` composites per token group, forward and backward, in the scorer's batches (the default 16 is
+one batch). Per-word maps
 add one group each. The map is signed: a negative cell is one whose removal would raise the tokens'
 probability; box mass counts the positive part only (:func:`~lvlm_heat.metrics.box_mass`).
 """
