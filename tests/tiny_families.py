@@ -220,13 +220,14 @@ def save_tiny_vipllava(folder) -> str:
 
 
 def save_tiny_aya_vision(folder) -> str:
-    """Aya Vision: GOT-OCR2 tiles of 16 px (up to 4) and a thumbnail, pixel-shuffled by 2."""
+    """Aya Vision: GOT-OCR2 tiles of 16 px (up to 4) and a thumbnail, pixel-shuffled by 2; a Cohere 2 language model, as
+    the released checkpoints have (transformers 5.25 scales the logits by its ``logit_scale``)."""
     from transformers import (
         AyaVisionConfig,
         AyaVisionForConditionalGeneration,
         AyaVisionProcessor,
+        Cohere2Config,
         GotOcr2ImageProcessor,
-        LlamaConfig,
         SiglipVisionConfig,
     )
 
@@ -238,7 +239,7 @@ def save_tiny_aya_vision(folder) -> str:
     processor = AyaVisionProcessor(image_processor=image_processor, tokenizer=tok, patch_size=8, img_size=16,
                                    chat_template=chat("<image>"))  # patch_size: vision patch x downsampling
     config = AyaVisionConfig(vision_config=SiglipVisionConfig(**SMALL, image_size=16, patch_size=4),
-                             text_config=text_config(LlamaConfig, tok), downsample_factor=2,
+                             text_config=text_config(Cohere2Config, tok), downsample_factor=2,
                              image_token_index=tok.convert_tokens_to_ids("<|IMG_PATCH|>"))
     return save_checkpoint(AyaVisionForConditionalGeneration(config), processor, folder)
 
