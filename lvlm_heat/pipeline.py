@@ -168,7 +168,4 @@ def _add_maps(record: ExplanationRecord, prepared: Prepared, found: list[_Maps],
                                         maps.seconds, words, grid=maps.grids[0]))
         if maps.history:
             record.history = maps.history
-    first = record.methods[0]
-    record.saliency, record.saliency_grid, record.words = first.saliency, first.grid, first.words
-    record.deletion, record.insertion, record.out_of_range = first.deletion, first.insertion, first.out_of_range
-    record.pointing_hit, record.box_mass = first.pointing_hit, first.box_mass
+    record.adopt(record.methods[0])

@@ -310,11 +310,15 @@ class ExplanationRecord:
         if chosen is None:
             raise KeyError(f"no map of method {method!r} in pair {self.pair_id!r}")
         view = copy.copy(self)
-        view.saliency, view.saliency_grid = chosen.saliency, chosen.grid
-        view.deletion, view.insertion, view.out_of_range = chosen.deletion, chosen.insertion, chosen.out_of_range
-        view.pointing_hit, view.box_mass, view.words = chosen.pointing_hit, chosen.box_mass, chosen.words
+        view.adopt(chosen)
         view.methods = [chosen]
         return view
+
+    def adopt(self, chosen: MethodMap) -> None:
+        """Make ``chosen``'s map, curves, plausibility and words the record's own fields."""
+        self.saliency, self.saliency_grid = chosen.saliency, chosen.grid
+        self.deletion, self.insertion, self.out_of_range = chosen.deletion, chosen.insertion, chosen.out_of_range
+        self.pointing_hit, self.box_mass, self.words = chosen.pointing_hit, chosen.box_mass, chosen.words
 
     def to_dict(self) -> dict[str, Any]:
         """The ``result.json`` record: every field but the maps and the image, and the derived values a reader
