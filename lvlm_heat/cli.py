@@ -46,7 +46,7 @@ DEBUG_ENV = "LVLM_HEAT_DEBUG"
 
 def explain(
     model: ModelConfig = ModelConfig(),
-    image: Path | None = None,
+    image: Path | list[Path] | None = None,
     question: str | None = None,
     answer: str | None = None,
     data: DataConfig = DataConfig(),
@@ -65,7 +65,9 @@ def explain(
     Args:
         model: The model (on the command line, its fields are flags of their own: ``--model``, ``--adapter``,
             ``--precision``, ``--device``, ``--gradient_checkpointing``).
-        image: Image of a single pair (with ``--question``); otherwise ``--data`` is explained.
+        image: Image of a single pair (with ``--question``); several for a question about several images
+            (``--image a.png --image b.png``); otherwise ``--data`` is explained. ``--video clip.mp4`` (with
+            ``--question``) asks about a clip instead (``--video.frames``).
         question: Question of a single pair.
         answer: Explain this answer instead of the model's own (greedy) answer (single pair).
         data: The dataset to explain when no ``--image`` is given (default: the demo pairs).
@@ -90,7 +92,7 @@ def explain(
     from tqdm.auto import tqdm
 
     from lvlm_heat.adapters import check_model, resolve_device, resolve_dtype
-    from lvlm_heat.data import Pair, load_image, read_dataset
+    from lvlm_heat.data import read_dataset
     from lvlm_heat.dataset_run import reusable, run_dataset
     from lvlm_heat.reporting.console import describe, quiet_libraries, summary_line
     from lvlm_heat.reporting.report import write_report
@@ -109,16 +111,19 @@ def explain(
         if threads < 1:
             raise ValueError(f"threads must be at least 1, got {threads}")
         torch.set_num_threads(threads)
-    if (image is None) != (question is None):
-        raise LvlmHeatError("give --image and --question together (or neither, to explain --data.path or the demo "
-                            "pairs)")
+    clip = explain.video.path
+    if image is not None and clip is not None:
+        raise LvlmHeatError("give --image or --video, not both")
+    given = image if clip is None else clip
+    if (given is None) != (question is None):
+        raise LvlmHeatError("give --image and --question together (or --video and --question; or neither, to explain "
+                            "--data.path or the demo pairs)")
     if answer is not None and not answer.strip():
         raise ValueError("--answer is empty: give the answer to explain, or leave it out to explain the model's own")
-    if image is not None:
-        load_image(image)  # fail before the model loads
+    if given is not None:
         if not question.strip():
             raise LvlmHeatError("the question is empty: give a question about the image")
-        pairs = [Pair(Path(image).stem, Path(image), question, answer)]
+        pairs = [single_pair(image, clip, question, answer, explain.video.frames)]
     else:
         if answer is not None:
             raise LvlmHeatError("--answer goes with --image; a dataset gives answers in its answer field")
@@ -164,6 +169,24 @@ def explain(
         print(summary_line(summary, folder), flush=True)
         print(f"report: {report_path}", flush=True)
     return summary
+
+
+def single_pair(image: Path | list[Path] | None, clip: Path | None, question: str, answer: str | None,
+                frames: int):
+    """The pair of ``--image`` (one or several) or ``--video``, its files checked before the model loads."""
+    from lvlm_heat.data import Pair, load_image
+    from lvlm_heat.data.video import read_video
+
+    if clip is not None:
+        read_video(clip, frames)  # fail before the model loads
+        return Pair(Path(clip).stem, None, question, answer, video=Path(clip))
+    images = [Path(p) for p in (image if isinstance(image, list) else [image])]
+    if not images:
+        raise LvlmHeatError("--image is an empty list: give one image or more")
+    for path in images:
+        load_image(path)
+    name = images[0].stem if len(images) == 1 else "_".join(p.stem for p in images)[:80]
+    return Pair(name, images[0], question, answer, extra_images=tuple(images[1:]))
 
 
 def report(run_dir: Path) -> Path:
@@ -242,9 +265,32 @@ def build_parser(function=explain, program: str = "python train.py"):
     return parser
 
 
+def shorthand(argv: list[str]) -> list[str]:
+    """The command line with its two shorthands spelled out for the parser: a repeated ``--image`` builds a list
+    (``--image a.png --image b.png``), and ``--video PATH`` is ``--video.path PATH``.
+
+    >>> shorthand(["--image", "a.png", "--image=b.png", "--video", "c.mp4"])
+    ['--image+', 'a.png', '--image+=b.png', '--video.path', 'c.mp4']
+    >>> shorthand(["--image", "a.png", "--video", "settings.yaml"])
+    ['--image', 'a.png', '--video', 'settings.yaml']
+    """
+    out = list(argv)
+    images = [k for k, arg in enumerate(out) if arg == "--image" or arg.startswith("--image=")]
+    if len(images) > 1:
+        for k in images:
+            out[k] = out[k].replace("--image", "--image+", 1)
+    for k, arg in enumerate(out):
+        value = out[k + 1] if arg == "--video" and k + 1 < len(out) else arg.partition("=")[2]
+        if (arg == "--video" or arg.startswith("--video=")) and not value.endswith((".yaml", ".yml", "}")):
+            out[k] = arg.replace("--video", "--video.path", 1)
+    return out
+
+
 def parse(argv: list[str] | None = None, function=explain, program: str = "python train.py") -> dict[str, Any]:
-    """Keyword arguments of ``function`` (default :func:`explain`) for the command-line arguments ``argv``."""
+    """Keyword arguments of ``function`` (default :func:`explain`) for the command-line arguments ``argv``
+    (:func:`shorthand` first)."""
     parser = build_parser(function, program)
+    argv = shorthand(list(sys.argv[1:] if argv is None else argv))
     options = vars(parser.instantiate(parser.parse_args(argv)))
     options.pop("config", None)
     for name, cls in _flat_parameters(function).items():

@@ -235,6 +235,24 @@ class GradientConfig:
 
 
 @dataclass
+class VideoConfig:
+    """A clip asked about: its frames, each with a mask of its own, optimised together."""
+
+    path: Path | None = None
+    """The clip of a single pair (with ``--question``; ``--video clip.mp4`` on the command line): a video file
+    (read by PyAV, ``pip install av``), an animated GIF / WebP / PNG, or a folder of frame images."""
+    frames: int = 8
+    """Frames sampled uniformly over the clip, first and last included (also for a dataset's ``video`` field)."""
+    smoothness: float = 1.0
+    """Weight of the temporal smoothness term ``mean((M_t+1 - M_t)^2)`` between consecutive frames' masks, beside
+    the spatial TV (``optim.l3``)."""
+
+    def __post_init__(self) -> None:
+        _at_least("video.", self, 1, "frames")
+        _at_least("video.", self, 0, "smoothness")
+
+
+@dataclass
 class ExplainConfig:
     """Everything that shapes one explanation, besides the model."""
 
@@ -268,6 +286,8 @@ class ExplainConfig:
     """The occlusion explainers' settings."""
     gradient: GradientConfig = field(default_factory=GradientConfig)
     """The gradient explainer's settings."""
+    video: VideoConfig = field(default_factory=VideoConfig)
+    """A clip's frames and their temporal smoothness."""
 
     def __post_init__(self) -> None:
         if not isinstance(self.method, str):  # a list, from the Python API or YAML
@@ -290,13 +310,16 @@ class ExplainConfig:
 
 
 def result_settings(settings: dict) -> dict:
-    """An :class:`ExplainConfig` as a dict (``asdict``, or a record's ``settings``) without what changes no result:
-    the batch size.
+    """An :class:`ExplainConfig` as a dict (``asdict``, or a record's ``settings``) without what changes no result
+    or names the input: the batch size and a single pair's clip.
 
     >>> result_settings({"baseline": "blur", "optim": {"iterations": 5, "batch_size": 16}})
     {'baseline': 'blur', 'optim': {'iterations': 5}}
     """
-    return {**settings, "optim": {k: v for k, v in settings.get("optim", {}).items() if k != "batch_size"}}
+    kept = {**settings, "optim": {k: v for k, v in settings.get("optim", {}).items() if k != "batch_size"}}
+    if "video" in settings:
+        kept["video"] = {k: v for k, v in settings["video"].items() if k != "path"}
+    return kept
 
 
 @dataclass
@@ -311,6 +334,9 @@ class DataConfig:
     """``auto`` (by extension, or the benchmark a folder holds), jsonl, json, csv, cvbench, mmvp, mmstar,
     llava_bench."""
     image_field: str = "image"
+    """The image's path, or a list of paths for a question about several images."""
+    video_field: str = "video"
+    """Optional: a clip (video file, animated image or folder of frames) asked about instead of an image."""
     question_field: str = "question"
     answer_field: str = "answer"
     """Optional: the dataset's reference answer, recorded and compared with the model's own answer."""

@@ -37,8 +37,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from lvlm_heat.config import ExplainConfig, ModelConfig, TrainerConfig
-from lvlm_heat.data.images import image_digest
-from lvlm_heat.data.pairs import Pair, open_pair, question_for
+from lvlm_heat.data.pairs import Pair, open_pair, pair_digest, question_for
 from lvlm_heat.errors import LvlmHeatError
 from lvlm_heat.metrics.auc import DeletionAUC, InsertionAUC
 from lvlm_heat.metrics.plausibility import BoxSaliencyMass, PointingGame
@@ -149,8 +148,8 @@ class DatasetRun(LightningModule):
         """The pair's record, written to its folder: explained, not grounded, or failed with its reason."""
         start = time.perf_counter()
         try:
-            record = explain_pair(self.adapter, open_pair(pair, self.multiple_choice), self.config,
-                                  log_dir=self.run_dir, progress=self.progress)
+            query = open_pair(pair, self.multiple_choice, self.config.video.frames)
+            record = explain_pair(self.adapter, query, self.config, log_dir=self.run_dir, progress=self.progress)
             write_pair_outputs(self.run_dir / pair.folder, record)
             return record
         except (LvlmHeatError, OSError, ValueError, RuntimeError, FloatingPointError) as err:
@@ -226,7 +225,7 @@ def reusable(folder: Path, pair: Pair, multiple_choice: bool, say: Callable[[str
     if record is None or pair.error:
         return None
     try:
-        digest = image_digest(pair.image)
+        digest = pair_digest(pair)
     except LvlmHeatError:
         return None
     changed = differences(record, question_for(pair, multiple_choice), pair.answer, digest)

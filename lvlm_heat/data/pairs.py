@@ -37,6 +37,10 @@ class Pair:
         folder: The name of the pair's output folder, ``<output_dir>/<folder>``: the one field to build
             paths from. It is always a single file-name-safe component (:func:`~lvlm_heat.data.ids.safe_name`;
             default: that of ``id``), and :func:`~lvlm_heat.data.read_dataset` makes it unique in the dataset.
+        extra_images: The pair's further images, after ``image``, for a question about several images (paths or
+            bytes, as ``image``).
+        video: A clip (:func:`~lvlm_heat.data.video.read_video`: a video file, an animated image or a folder of
+            frames) asked about instead of ``image``, which is then ``None``.
     """
 
     id: str
@@ -48,6 +52,8 @@ class Pair:
     reference: str | None = None
     error: str | None = None
     folder: str = ""
+    extra_images: tuple[Path | bytes, ...] = ()
+    video: Path | None = None
 
     def __post_init__(self) -> None:
         if not self.folder:
@@ -84,7 +90,12 @@ class Query:
         image_path: The image file, recorded in the result (``None`` for an in-memory or embedded image).
         image_notes: What opening the image file changed (recorded).
         image_digest: :func:`~lvlm_heat.data.images.image_digest` of the image as given (its file's bytes), recorded:
-            a finished result is reused only for the same picture. Default: the digest of ``image``'s pixels.
+            a finished result is reused only for the same picture. Default: the digest of ``image``'s pixels (of
+            every image's, with several).
+        extra_images: The further images of a question about several images (``PIL.Image``), or the clip's frames
+            after the first (``video``): each gets a mask of its own.
+        extra_paths: Their files (``None`` for an in-memory or embedded image, or a frame).
+        video: The images are the frames of one clip, in time order (``image_path`` is the clip's).
     """
 
     image: Any
@@ -98,22 +109,68 @@ class Query:
     image_path: str | None = None
     image_notes: list[str] = field(default_factory=list)
     image_digest: str = ""
+    extra_images: list[Any] = field(default_factory=list)
+    extra_paths: list[str | None] = field(default_factory=list)
+    video: bool = False
 
     def __post_init__(self) -> None:
         self.folder = self.folder or safe_name(self.pair_id)
-        self.image_digest = self.image_digest or image_digest(self.image)
+        self.image_digest = self.image_digest or _digest([self.image, *self.extra_images])
+        if len(self.extra_paths) < len(self.extra_images):
+            self.extra_paths = [*self.extra_paths, *[None] * (len(self.extra_images) - len(self.extra_paths))]
+
+    @property
+    def images(self) -> list[Any]:
+        """Every image of the pair, in order: ``image`` first (the frames of a clip, with ``video``)."""
+        return [self.image, *self.extra_images]
 
 
-def open_pair(pair: Pair, multiple_choice: bool = False) -> Query:
-    """Open ``pair``'s image (:func:`~lvlm_heat.data.images.open_image`) and ask its question as the model is
-    asked it.
+def _digest(sources: list[Any]) -> str:
+    """The digest of one image, or of several: their digests, in order."""
+    digests = [image_digest(source) for source in sources]
+    return digests[0] if len(digests) == 1 else image_digest(" ".join(digests).encode())
+
+
+def pair_digest(pair: Pair) -> str:
+    """:func:`~lvlm_heat.data.images.image_digest` of what the pair shows, as :class:`Query` records it: its image's
+    file, every image's in order, or the clip's (a folder of frames: every frame file's).
 
     Raises:
-        LvlmHeatError: The pair's record was unusable (``pair.error``), or its image cannot be read.
+        LvlmHeatError: A file that cannot be read.
     """
+    from lvlm_heat.data.video import FRAME_SUFFIXES
+
+    if pair.video is None:
+        return _digest([pair.image, *pair.extra_images])
+    clip = Path(pair.video)
+    if clip.is_dir():
+        return _digest(sorted(p for p in clip.iterdir() if p.suffix.lower() in FRAME_SUFFIXES) or [clip])
+    return image_digest(clip)
+
+
+def open_pair(pair: Pair, multiple_choice: bool = False, frames: int = 8) -> Query:
+    """Open ``pair``'s image (:func:`~lvlm_heat.data.images.open_image`), images or clip (``frames`` sampled
+    uniformly, :func:`~lvlm_heat.data.video.read_video`) and ask its question as the model is asked it.
+
+    Raises:
+        LvlmHeatError: The pair's record was unusable (``pair.error``), or its image or clip cannot be read.
+    """
+    from lvlm_heat.data.video import read_video
+
     if pair.error:
         raise LvlmHeatError(pair.error)
-    image, notes = open_image(pair.image)
-    return Query(image, question_for(pair, multiple_choice), pair.answer, pair.id, pair.folder, pair.bbox,
-                 pair.reference, pair.options, None if isinstance(pair.image, bytes) else str(pair.image), notes,
-                 image_digest(pair.image))
+    question = question_for(pair, multiple_choice)
+    if pair.video is not None:
+        shown, notes = read_video(pair.video, frames)
+        return Query(shown[0], question, pair.answer, pair.id, pair.folder, pair.bbox, pair.reference, pair.options,
+                     str(pair.video), notes, pair_digest(pair), extra_images=shown[1:], video=True)
+    opened = [open_image(source) for source in (pair.image, *pair.extra_images)]
+    notes = [note if not pair.extra_images else f"image {k + 1}: {note}"
+             for k, (_, own) in enumerate(opened) for note in own]
+
+    def path(source: Path | bytes | None) -> str | None:
+        return None if isinstance(source, bytes) or source is None else str(source)
+
+    return Query(opened[0][0], question, pair.answer, pair.id, pair.folder, pair.bbox, pair.reference, pair.options,
+                 path(pair.image), notes, pair_digest(pair),
+                 extra_images=[image for image, _ in opened[1:]], extra_paths=[path(s) for s in pair.extra_images])

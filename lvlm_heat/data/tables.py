@@ -69,6 +69,16 @@ def parse_options(value: Any) -> tuple[str, ...]:
     return tuple(str(v).strip() for v in value)
 
 
+def image_list(fields: dict[str, Any], name: str) -> list[str]:
+    """A record's image paths: one text, or a list of them (a question about several images)."""
+    value = fields.get(name)
+    if isinstance(value, list):
+        if not value or not all(isinstance(v, str) and v.strip() for v in value):
+            raise RecordError(f"the {name!r} field is a list: it must hold image paths, got {short(value)}")
+        return [v.strip() for v in value]
+    return [required_field(fields, name, " (set --data.image_field)")]
+
+
 def read_table(path: Path, kind: str, config: DataConfig, root: Path) -> list[Pair]:
     """The pairs of a ``jsonl``, ``json`` or ``csv`` file with ``config``'s field names, one per record.
 
@@ -77,22 +87,27 @@ def read_table(path: Path, kind: str, config: DataConfig, root: Path) -> list[Pa
     options, is a pair with ``error`` (see :mod:`lvlm_heat.data.records`).
     """
     records = read_records(path, kind)
-    require_fields(path, records, (config.image_field, "set --data.image_field"),
-                   (config.question_field, "set --data.question_field"))
+    readable = [record.fields for record in records if record.fields is not None]
+    if not any(config.video_field in fields for fields in readable):  # a clip stands in for the image
+        require_fields(path, records, (config.image_field, "set --data.image_field"))
+    require_fields(path, records, (config.question_field, "set --data.question_field"))
 
     def build(fields: dict[str, Any]) -> Pair:
-        image = root / required_field(fields, config.image_field, " (set --data.image_field)")
-        return Pair(
-            id=own_id(fields),
-            image=image,
-            question=required_field(fields, config.question_field, " (set --data.question_field)"),
-            bbox=parse_bbox(fields.get(config.bbox_field)),
-            options=parse_options(fields.get(config.options_field)),
-            **reference_fields(text_field(fields, config.answer_field), config.explain_reference),
-        )
+        question = required_field(fields, config.question_field, " (set --data.question_field)")
+        common = dict(id=own_id(fields), question=question, bbox=parse_bbox(fields.get(config.bbox_field)),
+                      options=parse_options(fields.get(config.options_field)),
+                      **reference_fields(text_field(fields, config.answer_field), config.explain_reference))
+        video = text_field(fields, config.video_field)
+        if video is not None and fields.get(config.image_field) in (None, "", []):
+            return Pair(image=None, video=root / video, **common)
+        images = image_list(fields, config.image_field)
+        return Pair(image=root / images[0], extra_images=tuple(root / image for image in images[1:]), **common)
 
     def own_id(fields: dict[str, Any]) -> str | None:
-        image = text_field(fields, config.image_field)
-        return text_field(fields, config.id_field) or (Path(image).stem if image else None)
+        value = fields.get(config.image_field)
+        first = value[0] if isinstance(value, list) and value and isinstance(value[0], str) else \
+            text_field(fields, config.image_field) if not isinstance(value, list) else None
+        clip = None if first else text_field(fields, config.video_field)
+        return text_field(fields, config.id_field) or (Path(first or clip).stem if first or clip else None)
 
     return pairs_from(records, build, own_id)
