@@ -83,7 +83,7 @@ def probe_step(scorer: CompositeScorer) -> Callable[[int], None]:
     adapter = scorer.adapter
 
     def step(count: int) -> None:
-        mask = torch.full((count, 1, *scorer.grid), 0.5, device=adapter.device, requires_grad=True)
+        mask = torch.full((count, scorer.images, *scorer.grid), 0.5, device=adapter.device, requires_grad=True)
         scorer.log_probs(scorer.composites(mask, insertion=False)).sum().backward()
         if adapter.device.type == "cuda":
             torch.cuda.synchronize(adapter.device)

@@ -2,8 +2,8 @@
 
 Reading order, as the algorithm runs:
 
-1. the mask ``M`` (``(1, 1, h, w)`` cells over the original image, 1 = keep) is the module's only
-   parameter; the frozen model stays behind the pair's :class:`~lvlm_heat.scorer.CompositeScorer`, never
+1. the mask ``M`` (``(1, 1, h, w)`` cells over the original image, 1 = keep; ``(1, K, h, w)``, one channel per
+   image, for a question about ``K`` images or a clip's ``K`` frames) is the module's only parameter; the frozen model stays behind the pair's :class:`~lvlm_heat.scorer.CompositeScorer`, never
    registered as a submodule. Per-word maps stack one more mask per word, ``(1 + W, 1, h, w)``: each is
    scored on its own tokens (the first on all selected tokens, the joint map), and all their composites
    share the batches;
@@ -11,8 +11,9 @@ Reading order, as the algorithm runs:
    deletion composites ``phi(I, B, t_k M~)`` and insertion composites ``phi(B, I, t_k M~)``, evaluated in
    batches, noised, and scored;
 3. ``L_del - L_ins`` is back-propagated chunk by chunk (memory stays bounded), expressed in units of its
-   largest gradient (so the regulariser weights are relative to it), then the L1, bilateral-TV and
-   GNC-decayed L2 terms are added and :class:`~lvlm_heat.optim.IGOSNesterov` steps;
+   largest gradient (so the regulariser weights are relative to it), then the L1, bilateral-TV (each image's
+   mask against its own edges) and GNC-decayed L2 terms, and for a clip the temporal smoothness between
+   consecutive frames' masks, are added and :class:`~lvlm_heat.optim.IGOSNesterov` steps;
 4. ``test_step`` draws the deletion and insertion curves of the final mask.
 
 :func:`optimise_mask` runs it on a single-device trainer of its own: ``fit`` over the iterations, ``test``
@@ -35,7 +36,7 @@ from torch.utils.data import DataLoader
 from lvlm_heat.config import OptimConfig
 from lvlm_heat.errors import LvlmHeatError
 from lvlm_heat.geometry import sample_mask
-from lvlm_heat.losses import bilateral_tv, edge_weights, gnc_weight, l1_term, l2_term
+from lvlm_heat.losses import bilateral_tv, edge_weights, gnc_weight, l1_term, l2_term, temporal_smoothness
 from lvlm_heat.metrics.curves import Curve
 from lvlm_heat.optim import IGOSNesterov
 from lvlm_heat.prepare import Prepared
@@ -48,11 +49,14 @@ class MaskExplainer(LightningModule):
         prepared: The pair: its scorer, and the groups of tokens each mask is scored on (``prepared.groups``:
             the joint selection, then each word with a map of its own).
         config: Optimisation settings.
-        initial: ``(G, 1, h, w)`` starting mask of each group (the warm start; the two-mask variant starts its
+        initial: ``(G, images, h, w)`` starting mask of each group (the warm start; the two-mask variant starts its
             deletion mask there), or ``None``: 1 everywhere.
+        smoothness: Weight of the temporal smoothness term between consecutive images' masks (a clip's frames);
+            0 leaves the images independent but for the shared ranking of the game.
     """
 
-    def __init__(self, prepared: Prepared, config: OptimConfig, initial: Tensor | None = None) -> None:
+    def __init__(self, prepared: Prepared, config: OptimConfig, initial: Tensor | None = None,
+                 smoothness: float = 0.0) -> None:
         super().__init__()
         self.prepared, self.config = prepared, config
         self.scorer = prepared.scorer
@@ -67,7 +71,7 @@ class MaskExplainer(LightningModule):
         # (slices, 1, h, w), 1 = keep; slice_group[s] is the token group whose score slice s is optimised for
         slices = len(self.groups) if words else config.masks
         self.slice_group = list(range(slices)) if words else [0] * slices
-        mask = torch.ones(slices, 1, *self.scorer.grid)
+        mask = torch.ones(slices, self.scorer.images, *self.scorer.grid)
         if initial is not None:  # each group's mask starts at its prior (the iGOS++ N stays at 1)
             mask[: len(initial)] = initial.to(mask)
         self.mask = nn.Parameter(mask)
@@ -76,13 +80,15 @@ class MaskExplainer(LightningModule):
         self.history: list[dict[str, float]] = []
         self.curves: list[tuple[Curve, Curve]] = []
         """After ``test``: the deletion and insertion curves of each group's final mask."""
-        if inputs.guide is None:
+        if any(part.guide is None for part in (inputs.parts or [inputs])):
             raise LvlmHeatError(
                 f"{type(self.scorer.adapter).__name__} left PreparedPair.guide unset: its prepare (or geometry) must "
                 "give an image-shaped view of the processed image and its ViewWindow (docs/models.md)"
             )
-        guide, self.guide_window = inputs.guide
-        self.edges = edge_weights(guide.float(), config.tv_sigma)
+        self.smoothness = smoothness
+        # each image's mask follows its own edges: (edge weights, view window, image size) per image
+        self.guides = [(edge_weights(part.guide[0].float(), config.tv_sigma), part.guide[1], part.image_size)
+                       for part in (inputs.parts or [inputs])]
 
     def final_masks(self) -> Tensor:
         """``(G, 1, h, w)``: the mask each group's map and curves are drawn from: the joint mask (the product of
@@ -159,11 +165,14 @@ class MaskExplainer(LightningModule):
         for g in range(len(self.groups)):
             slices = [s for s, owner in enumerate(self.slice_group) if owner == g]
             part = mask[slices[0] : slices[-1] + 1]
-            upsampled = sample_mask(part, self.guide_window, self.scorer.inputs.image_size)
-            terms = {"l1": l1_term(part), "tv": bilateral_tv(part, upsampled, self.edges), "l2": l2_term(part)}
+            terms = {"l1": l1_term(part), "tv": self._tv(part), "l2": l2_term(part)}
+            if self.smoothness > 0 and part.shape[1] > 1:
+                terms["temporal"] = temporal_smoothness(part)
             jobs = (group == g).cpu()
             played = {flag: scores[jobs & (insertion.cpu() == flag)].sum().item() / n for flag in (False, True)}
             regulariser = config.l1 * terms["l1"] + config.l3 * terms["tv"] + config.l2 * weight * terms["l2"]
+            if "temporal" in terms:
+                regulariser = regulariser + self.smoothness * terms["temporal"]
             game = played[False] - config.insertion_weight * played[True]
             total = game / self.score_scale[slices[0]].item() + regulariser.item()
             losses.append((played, terms, regulariser, total))
@@ -189,6 +198,12 @@ class MaskExplainer(LightningModule):
         self.history.append(record)
         self.log_dict({f"loss/{k}": v for k, v in record.items()}, on_step=True, on_epoch=False, batch_size=1)
         return torch.tensor(total)
+
+    def _tv(self, part: Tensor) -> Tensor:
+        """Bilateral TV of ``(S, images, h, w)`` masks: each image's against its own edges, averaged over images."""
+        total = [bilateral_tv(part[:, k : k + 1], sample_mask(part[:, k : k + 1], window, size), edges)
+                 for k, (edges, window, size) in enumerate(self.guides)]
+        return total[0] if len(total) == 1 else torch.stack(total).mean()
 
     def _rescale_score_gradient(self) -> None:
         """Express each group's score gradient in units of its largest cell (relative weights), so the
@@ -237,7 +252,7 @@ class OptimisedMask:
     seconds: float = 0.0
 
 
-def optimise_mask(prepared: Prepared, config: OptimConfig, initial: Tensor | None = None, *,
+def optimise_mask(prepared: Prepared, config: OptimConfig, initial: Tensor | None = None, smoothness: float = 0.0, *,
                   logger: Logger | None = None, callbacks: Sequence[Callback] = (),
                   trainer_overrides: dict[str, Any] | None = None) -> OptimisedMask:
     """Optimise the pair's mask and draw its curves: ``fit`` over ``config.iterations``, then ``test``.
@@ -264,7 +279,7 @@ def optimise_mask(prepared: Prepared, config: OptimConfig, initial: Tensor | Non
     )
     settings.update(trainer_overrides or {})
     trainer = Trainer(**settings)
-    module = MaskExplainer(prepared, config, initial)
+    module = MaskExplainer(prepared, config, initial, smoothness)
     before, start = prepared.scorer.passes, prepared.clock.laps.get("optimise", 0.0)
     trainer.fit(module, train_dataloaders=DataLoader(range(config.iterations), batch_size=None))
     prepared.clock.lap("optimise")

@@ -65,6 +65,17 @@ def bilateral_tv(mask: Tensor, upsampled: Tensor, weights: tuple[Tensor, Tensor]
     return (total_variation(mask) + total_variation(upsampled, *weights)) / 2
 
 
+def temporal_smoothness(masks: Tensor) -> Tensor:
+    """``mean((M_t+1 - M_t)^2)`` over consecutive frames' masks ``(S, F, h, w)`` (frames along dim 1): small when
+    the marked region changes slowly over the clip.
+
+    Example:
+        >>> temporal_smoothness(torch.tensor([[[[1.0]], [[0.0]], [[0.0]]]]))
+        tensor(0.5000)
+    """
+    return ((masks[:, 1:] - masks[:, :-1]) ** 2).mean()
+
+
 def gnc_weight(iteration: int, gamma: float) -> float:
     """Graduated non-convexity: ``exp(-gamma * i)``, the fading weight of the L2 term."""
     return math.exp(-gamma * iteration)

@@ -32,7 +32,7 @@ from lvlm_heat.methods.occlusion import cell_means
 from lvlm_heat.metrics.curves import Curve
 from lvlm_heat.metrics.functional import box_mass, pointing_hit
 from lvlm_heat.prepare import Prepared, prepare
-from lvlm_heat.record import EXPLAINED, NOT_GROUNDED, ExplanationRecord, MethodMap, WordMap
+from lvlm_heat.record import EXPLAINED, NOT_GROUNDED, ExplanationRecord, ImageMap, MethodMap, WordMap
 from lvlm_heat.reporting.console import quiet_libraries
 from lvlm_heat.reporting.progress import IterationProgress
 from lvlm_heat.reporting.tensorboard import PairLogger, SaliencyImageLogger
@@ -99,9 +99,11 @@ def _optimised(prepared: Prepared, config: ExplainConfig, log_dir: Path | None, 
     if progress:
         callbacks.append(IterationProgress())
     logger = PairLogger(Path(log_dir) / query.folder) if log_dir is not None else None
-    optimised = optimise_mask(prepared, config.optim, initial, logger=logger, callbacks=callbacks,
+    smoothness = config.video.smoothness if query.video else 0.0
+    optimised = optimise_mask(prepared, config.optim, initial, smoothness, logger=logger, callbacks=callbacks,
                               trainer_overrides=trainer_overrides)
-    grids = [(1 - mask[0]).float().cpu().numpy() for mask in optimised.masks]
+    # one image: (h, w) per group; several: (images, h, w), every image's cells on one scale
+    grids = [(1 - (mask[0] if len(mask) == 1 else mask)).float().cpu().numpy() for mask in optimised.masks]
     return _Maps("igos", grids, optimised.curves, warm_passes + optimised.passes, warm_seconds + optimised.seconds,
                  optimised.history)
 
@@ -126,13 +128,15 @@ def _record(adapter: Adapter, prepared: Prepared, config: ExplainConfig) -> Expl
     """The record of what :func:`prepare` found: answer, tokens, reliance; ``not_grounded`` until maps are added."""
     query = prepared.query
     match = answer_matches(prepared.answer, query.reference, query.options) if query.reference else None
+    settings = asdict(config)
+    settings["video"].pop("path", None)  # the input, not a setting
     return ExplanationRecord(
         query.pair_id, query.question, prepared.answer, NOT_GROUNDED, prepared.tokens, model=adapter.name,
-        settings=asdict(config), image_path=query.image_path, bbox=query.bbox, folder=query.folder,
+        settings=settings, image_path=query.image_path, bbox=query.bbox, folder=query.folder,
         reference=query.reference, answer_match=match, image_notes=list(query.image_notes),
         image_size=(query.image.height, query.image.width),
         reliance=dict(prepared.reliance), warnings=list(prepared.warnings), given_answer=query.answer,
-        image_digest=query.image_digest, image=query.image,
+        image_digest=query.image_digest, image=query.image, video=query.video,
     )
 
 
@@ -153,6 +157,9 @@ def _add_maps(record: ExplanationRecord, prepared: Prepared, found: list[_Maps],
     record.status = EXPLAINED
     record.p_image, record.p_baseline = prepared.probabilities[0]
     record.unstable = record.p_image - record.p_baseline < config.min_gap
+    if prepared.query.extra_images:  # several images (igos only): each image's part, one scale for all
+        _add_images(record, prepared, found[0], out_of_range(found[0].curves[0]))
+        return
     for k, maps in enumerate(found):
         images = [grid_to_image(grid, size) for grid in maps.grids]
         words = None
@@ -168,4 +175,21 @@ def _add_maps(record: ExplanationRecord, prepared: Prepared, found: list[_Maps],
                                         maps.seconds, words, grid=maps.grids[0]))
         if maps.history:
             record.history = maps.history
+    record.adopt(record.methods[0])
+
+
+def _add_images(record: ExplanationRecord, prepared: Prepared, maps: _Maps, out_of_range: bool) -> None:
+    """The map of a question about several images (or a clip): each image's part, with its share of the mass; the
+    first image's part is the record's own map. The box metrics stand for one image and are left out."""
+    query, grid = prepared.query, maps.grids[0]  # (images, h, w)
+    total = float(grid.sum())
+    paths = [query.image_path if not query.video else None, *query.extra_paths]
+    for k, image in enumerate(query.images):
+        size = (image.height, image.width)
+        share = float(grid[k].sum()) / total if total > 0 else 1 / len(grid)
+        record.images.append(ImageMap(k, paths[k], size, share, grid_to_image(grid[k], size), grid[k], image))
+    first = record.images[0]
+    record.methods.append(MethodMap(maps.method, "", first.saliency, *maps.curves[0], out_of_range, None, None,
+                                    maps.passes, maps.seconds, None, grid=first.grid))
+    record.history = maps.history
     record.adopt(record.methods[0])

@@ -95,11 +95,19 @@ def prepare(adapter: Adapter, query: Query, config: ExplainConfig) -> Prepared:
     clock = Clock()
     image = query.image if query.image.mode == "RGB" else query.image.convert("RGB")
     query.image = image
+    query.extra_images = [extra if extra.mode == "RGB" else extra.convert("RGB") for extra in query.extra_images]
     baseline = make_baseline(image, config.baseline, seed=config.optim.seed)
+    several = bool(query.extra_images)
+    if several and config.maps == "per_word":
+        raise LvlmHeatError("--maps per_word explains one image at a time: use the joint map for several images or "
+                            "a clip")
+    if several and config.methods != ["igos"]:
+        others = ", ".join(name for name in config.methods if name != "igos")
+        raise LvlmHeatError(f"--method {others} explains one image at a time: use igos for several images or a clip")
     if query.answer is not None:
         answer_ids = adapter.encode_answer(query.answer)
     else:
-        answer_ids = adapter.generate(image, query.question, config.max_new_tokens)
+        answer_ids = adapter.generate(query.images if several else image, query.question, config.max_new_tokens)
     clock.lap("answer")
     texts, special = adapter.token_texts(answer_ids)
     spoken = [t for t, s in zip(texts, special) if not s]  # an unknown word may come back as a special token
@@ -109,7 +117,12 @@ def prepare(adapter: Adapter, query: Query, config: ExplainConfig) -> Prepared:
     if answer_ids.numel() == 0:
         return prepared
 
-    inputs = adapter.prepare(image, baseline, query.question, answer_ids)
+    if several:
+        baselines = [baseline, *(make_baseline(extra, config.baseline, seed=config.optim.seed)
+                                 for extra in query.extra_images)]
+        inputs = adapter.prepare_images(query.images, baselines, query.question, answer_ids)
+    else:
+        inputs = adapter.prepare(image, baseline, query.question, answer_ids)
     scorer = CompositeScorer(adapter, inputs, config.optim.mask_size, resolve_batch_size(adapter, inputs, config))
     with torch.no_grad():
         both = {k: torch.stack([inputs.image[k], inputs.baseline[k]]) for k in inputs.image}

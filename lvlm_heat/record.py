@@ -169,6 +169,44 @@ class MethodMap:
 
 
 @dataclass
+class ImageMap:
+    """One image of a question about several images, or one frame of a clip: its part of the map.
+
+    Attributes:
+        index: The image's place in the question (0 = first), or the frame's in the sampled clip.
+        path: Its file (``None`` for an in-memory image or a frame).
+        size: ``(H, W)`` of the image.
+        share: Its share of the map's mass, over every image's cells (each image has the same cells): where the
+            answer came from.
+        saliency: ``(H, W)`` float32 over the image, on the scale every image of the pair shares (``None`` in a
+            record read without its maps).
+        grid: The same map on the mask's cells: what ``saliency_image<k>.npy`` holds.
+        image: The image (``PIL.Image``), kept in memory for display; not in ``result.json``.
+    """
+
+    index: int
+    path: str | None
+    size: tuple[int, int]
+    share: float
+    saliency: np.ndarray | None = None
+    grid: np.ndarray | None = field(default=None, repr=False)
+    image: Any = field(default=None, repr=False, compare=False)
+
+    @property
+    def file_stem(self) -> str:
+        """``image<k>`` (``k`` from 1): the stem of its ``saliency_*.npy`` and ``overlay_*.png``."""
+        return f"image{self.index + 1}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"index": self.index, "image": self.path, "image_size": list(self.size), "share": self.share,
+                "saliency": f"saliency_{self.file_stem}.npy", "overlay": f"overlay_{self.file_stem}.png"}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ImageMap:
+        return cls(int(data["index"]), data.get("image"), tuple(data["image_size"]), _float(data.get("share")))
+
+
+@dataclass
 class ExplanationRecord:
     """The result for one pair.
 
@@ -215,6 +253,9 @@ class ExplanationRecord:
         given_answer: The answer the user asked to explain (``None``: the model's own).
         image_digest: SHA-256 of the image as given (:func:`~lvlm_heat.data.images.image_digest`).
         image: The explained image (``PIL.Image``, RGB), kept in memory for display; not in ``result.json``.
+        images: With several images or a clip's frames, every image's part of the map, its share of the mass
+            and its image (the record's own ``saliency`` is then the first image's); empty for one image.
+        video: The images are the frames of a clip (``image_path`` is the clip's).
     """
 
     pair_id: str
@@ -252,6 +293,8 @@ class ExplanationRecord:
     given_answer: str | None = None
     image_digest: str = ""
     image: Any = field(default=None, repr=False, compare=False)
+    images: list[ImageMap] = field(default_factory=list)
+    video: bool = False
 
     def _repr_html_(self) -> str:
         """Jupyter's display: the overlay, the answer coloured by LLR, the AUCs."""
@@ -358,6 +401,7 @@ class ExplanationRecord:
             "reliance": reliance,
             "words": None if self.words is None else [w.to_dict() for w in self.words],
             "methods": [m.to_dict() for m in self.methods],
+            **({"images": [i.to_dict() for i in self.images], "video": self.video} if self.images else {}),
             "history": [dict(h) for h in self.history],
             "seconds": self.seconds,
             "timings": dict(self.timings),
@@ -408,6 +452,8 @@ class ExplanationRecord:
             warnings=list(data.get("warnings") or []),
             given_answer=data.get("given_answer"),
             image_digest=data.get("image_digest") or "",
+            images=[ImageMap.from_dict(i) for i in data.get("images") or []],
+            video=bool(data.get("video")),
         )
         if record.methods:  # the first explainer's map is the record's own: the same objects, read once
             first = record.methods[0]

@@ -1,8 +1,10 @@
 """Composites of one pair, scored by the model: the one place the method calls the model on images.
 
-A mask ``W`` (``(N, 1, h, w)`` cells over the original image, 1 = keep) becomes the composites
+A mask ``W`` (``(N, 1, h, w)`` cells over the original image, 1 = keep; ``(N, K, h, w)``, a channel per image,
+for a question about ``K`` images or a clip's frames) becomes the composites
 ``phi(I, B, W) = I W + B (1 - W)`` (deletion) or ``phi(B, I, W)`` (insertion) in the model's own
-preprocessed pixel space: the adapter projects the mask through the processor's geometry and
+preprocessed pixel space: the adapter projects the mask through the processor's geometry
+(:func:`~lvlm_heat.adapters.base.project_masks`, each image through its own) and
 :func:`~lvlm_heat.adapters.base.blend` mixes the processed image and baseline. The model then gives the
 log-probability of every answer token under teacher forcing. :class:`CompositeScorer` does this in
 chunks of ``batch_size`` composites (halved for good after an out-of-memory error) for everything that
@@ -20,7 +22,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from lvlm_heat.adapters.base import Adapter, PreparedPair, blend
+from lvlm_heat.adapters.base import Adapter, PreparedPair, blend, project_masks
 from lvlm_heat.geometry import mask_grid_shape
 from lvlm_heat.metrics.curves import Curve, perturbation_curve
 
@@ -50,8 +52,9 @@ def in_chunks(count: int, batch_size: int, run: Callable[[int, int], None]) -> i
     return batch_size
 
 
-def sweep_masks(cells: tuple[int, int], windows: int, side: float = 0.5) -> Tensor:
-    """Keep-masks of a sweep of regions: ``(windows ** 2, 1, h, w)``, 0 on one region each.
+def sweep_masks(cells: tuple[int, int], windows: int, side: float = 0.5, images: int = 1) -> Tensor:
+    """Keep-masks of a sweep of regions: ``(images * windows ** 2, images, h, w)``, 0 on one region of one image
+    each (image after image), 1 on every other image.
 
     Regions are ``side`` of the mask's side in each direction, at ``windows`` evenly spaced offsets.
     With half-side regions neighbouring regions overlap and any object up to a quarter of the image
@@ -60,14 +63,18 @@ def sweep_masks(cells: tuple[int, int], windows: int, side: float = 0.5) -> Tens
     Example:
         >>> sweep_masks((4, 4), 2)[:, 0].tolist()[0]
         [[0.0, 0.0, 1.0, 1.0], [0.0, 0.0, 1.0, 1.0], [1.0, 1.0, 1.0, 1.0], [1.0, 1.0, 1.0, 1.0]]
+        >>> sweep_masks((4, 4), 2, images=2).shape, sweep_masks((4, 4), 2, images=2)[4, 0].min().item()
+        (torch.Size([8, 2, 4, 4]), 1.0)
     """
     rows, cols = cells
     height, width = max(1, round(rows * side)), max(1, round(cols * side))
     tops = torch.linspace(0, rows - height, windows).round().long().tolist() if windows > 1 else [0]
     lefts = torch.linspace(0, cols - width, windows).round().long().tolist() if windows > 1 else [0]
-    masks = torch.ones(len(tops) * len(lefts), 1, rows, cols)
-    for k, (top, left) in enumerate((t, v) for t in tops for v in lefts):
-        masks[k, :, top : top + height, left : left + width] = 0
+    regions = [(t, v) for t in tops for v in lefts]
+    masks = torch.ones(images * len(regions), images, rows, cols)
+    for image in range(images):
+        for k, (top, left) in enumerate(regions):
+            masks[image * len(regions) + k, image, top : top + height, left : left + width] = 0
     return masks
 
 
@@ -76,7 +83,7 @@ class Sweep:
     """Regions replaced by the baseline one at a time.
 
     Attributes:
-        keep: ``(K, 1, h, w)`` keep-masks on the CPU, 0 on region ``k``.
+        keep: ``(K, images, h, w)`` keep-masks on the CPU, 0 on region ``k``.
         log_probs: ``(K, T)`` log-probability of every answer token with region ``k`` replaced.
     """
 
@@ -97,6 +104,9 @@ class CompositeScorer:
     def __init__(self, adapter: Adapter, inputs: PreparedPair, mask_size: int, batch_size: int) -> None:
         self.adapter, self.inputs, self.batch_size = adapter, inputs, batch_size
         self.grid = mask_grid_shape(inputs.image_size, mask_size)
+        """``(h, w)`` cells of the mask, on every image alike (the first image's shape)."""
+        self.images = inputs.images
+        """Images of the pair: the mask's channels."""
         self.passes = 0
         """Composites scored so far (what a cost is counted in)."""
         self._sweeps: dict[tuple[int, float], Sweep] = {}
@@ -106,9 +116,9 @@ class CompositeScorer:
         self.batch_size = in_chunks(count, self.batch_size, run)
 
     def composites(self, masks: Tensor, insertion: bool | Tensor) -> dict[str, Tensor]:
-        """``(N, ...)`` composites per pixel tensor for ``(N, 1, h, w)`` masks: deletion, insertion, or per
+        """``(N, ...)`` composites per pixel tensor for ``(N, images, h, w)`` masks: deletion, insertion, or per
         composite as ``insertion`` ``(N,)`` says (one projection of the masks serves both)."""
-        weights = self.adapter.project_mask(masks, self.inputs)
+        weights = project_masks(self.adapter, masks, self.inputs)
         if isinstance(insertion, bool):
             return blend(self.inputs, weights, insertion)
         deleted = blend(self.inputs, weights, insertion=False)
@@ -160,7 +170,7 @@ class CompositeScorer:
         replaced by the baseline; run once per pair and geometry, then reused."""
         key = (windows, float(side))
         if key not in self._sweeps:
-            keep = sweep_masks(self.grid, windows, side)
+            keep = sweep_masks(self.grid, windows, side, self.images)
             self._sweeps[key] = Sweep(keep, self.token_log_probs(keep))
         return self._sweeps[key]
 

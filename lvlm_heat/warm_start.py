@@ -34,15 +34,16 @@ from lvlm_heat.scorer import Sweep
 
 
 def initial_mask(prepared: Prepared, config: WarmStartConfig) -> Tensor | None:
-    """The ``(G, 1, h, w)`` starting mask of each group of explained tokens (the joint map's, then each
-    word's), or ``None`` for the paper's start (``depth`` 0)."""
+    """The ``(G, images, h, w)`` starting mask of each group of explained tokens (the joint map's, then each
+    word's), or ``None`` for the paper's start (``depth`` 0). With several images the sweeps cover each image in
+    turn, and one scaling spans them all."""
     if config.depth == 0:
         return None
     return 1 - config.depth * prior(prepared, config)
 
 
 def prior(prepared: Prepared, config: WarmStartConfig) -> Tensor:
-    """``(G, 1, h, w)`` in [0, 1]: where the sweeps found each group's evidence (see the module docstring)."""
+    """``(G, images, h, w)`` in [0, 1]: where the sweeps found each group's evidence (see the module docstring)."""
     scorer, groups = prepared.scorer, prepared.groups.float()
     reference = prepared.log_probs[0] @ groups.T  # (G,) each group's log-probability on the image
 
@@ -64,13 +65,13 @@ def prior(prepared: Prepared, config: WarmStartConfig) -> Tensor:
 
 
 def region_map(keep: Tensor, costs: Tensor, trust: float, largest: bool = False) -> tuple[Tensor, float]:
-    """One sweep's ``(1, h, w)`` map and the sweep's trust.
+    """One sweep's ``(images, h, w)`` map and the sweep's trust.
 
     Each cell gets the mean (or ``largest``) cost over the regions covering it; the map is min-max scaled
     (zeros when every cell gets the same) and the trust is ``min(1, largest cost / trust)``.
 
     Args:
-        keep: ``(K, 1, h, w)`` keep-masks of the sweep's regions.
+        keep: ``(K, images, h, w)`` keep-masks of the sweep's regions.
         costs: ``(K,)`` what replacing each region costs (nats); gains count as 0.
         trust: The cost trusted fully.
         largest: Take each cell's largest cost instead of the mean (the coarse sweep).
@@ -85,10 +86,10 @@ def region_map(keep: Tensor, costs: Tensor, trust: float, largest: bool = False)
         0.5
     """
     costs = costs.float().clamp_min(0)
-    removed = 1 - keep[:, 0].float()
-    weighted = costs.view(-1, 1, 1) * removed
+    removed = 1 - keep.float()
+    weighted = costs.view(-1, 1, 1, 1) * removed
     cells = weighted.amax(0) if largest else weighted.sum(0) / removed.sum(0).clamp_min(1)
     spread = cells.max() - cells.min()
     if spread <= 0:
-        return torch.zeros_like(cells)[None], 0.0
-    return ((cells - cells.min()) / spread)[None], min(1.0, float(costs.max()) / trust)
+        return torch.zeros_like(cells), 0.0
+    return (cells - cells.min()) / spread, min(1.0, float(costs.max()) / trust)

@@ -52,6 +52,10 @@ class PreparedPair:
         guide: An image-shaped view ``(1, C, H, W)`` of the image in the normalised space where the
             mask is applied, and its :class:`~lvlm_heat.geometry.ViewWindow`: the edges the bilateral
             TV follows.
+        parts: With several images (:meth:`Adapter.prepare_images`), each image's own one-image pair,
+            in order: its pixel tensors, geometry, guide and ``image_size``. Empty for one image.
+        part_dims: With several images, per pixel tensor, the dimension along which the images'
+            own tensors lie side by side in ``image`` (what :func:`project_masks` concatenates).
     """
 
     text: dict[str, Tensor]
@@ -62,6 +66,13 @@ class PreparedPair:
     fixed: dict[str, Tensor] = field(default_factory=dict)
     geometry: Any = None
     guide: tuple[Tensor, ViewWindow] | None = None
+    parts: list[PreparedPair] = field(default_factory=list)
+    part_dims: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def images(self) -> int:
+        """How many images the pair holds: the mask has one channel per image."""
+        return len(self.parts) or 1
 
 
 @dataclass(frozen=True)
@@ -100,6 +111,49 @@ def blend(prepared: PreparedPair, weights: dict[str, Tensor], insertion: bool) -
             keep, fill = fill, keep
         out[key] = keep * weight + fill * (1 - weight)  # exact at weight 0 and 1
     return out
+
+
+def project_masks(adapter: Adapter, masks: Tensor, prepared: PreparedPair) -> dict[str, Tensor]:
+    """Map ``(N, K, h, w)`` masks (one channel per image of the pair) onto every pixel tensor.
+
+    One image: :meth:`Adapter.project_mask` itself. Several: each channel through its own image's
+    geometry (``prepared.parts[k]``), the weights placed side by side as the images' tensors are
+    (``prepared.part_dims``), so the adapter's geometry is only ever asked about one image.
+    """
+    if not prepared.parts:
+        return adapter.project_mask(masks, prepared)
+    pieces: dict[str, list[Tensor]] = {key: [] for key in prepared.image}
+    for k, part in enumerate(prepared.parts):
+        weights = adapter.project_mask(masks[:, k : k + 1], part)
+        for key, found in pieces.items():
+            found.append(weights[key].expand(len(masks), *part.image[key].shape))
+    return {key: torch.cat(found, dim=prepared.part_dims[key] + 1) for key, found in pieces.items()}
+
+
+def side_by_side(whole: dict[str, Tensor], parts: list[dict[str, Tensor]], family: str) -> dict[str, int]:
+    """Per pixel tensor, the dimension along which the processor put the one-image tensors ``parts``
+    side by side in the several-image tensors ``whole``.
+
+    Raises:
+        LvlmHeatError: A tensor that is not the images' own tensors side by side (the processor mixes the
+            images, or treats several differently from one): one line naming the family.
+
+    Example:
+        >>> one, two = {"x": torch.zeros(1, 3)}, {"x": torch.ones(1, 3)}
+        >>> side_by_side({"x": torch.cat([one["x"], two["x"]])}, [one, two], "toy")
+        {'x': 0}
+    """
+    dims = {}
+    for key, value in whole.items():
+        found = [d for d in range(value.dim())
+                 if all(part[key].dim() == value.dim() for part in parts)
+                 and value.shape[d] == sum(part[key].shape[d] for part in parts)
+                 and torch.equal(value, torch.cat([part[key].to(value) for part in parts], dim=d))]
+        if not found:
+            raise LvlmHeatError(f"{family} cannot explain several images: its processor does not keep each image's "
+                                f"pixels apart in {key!r} (one mask per image needs them)")
+        dims[key] = found[0]
+    return dims
 
 
 def answer_log_probs_of(logits: Tensor, targets: Tensor) -> Tensor:
@@ -161,6 +215,19 @@ class Adapter(ABC):
     @abstractmethod
     def prepare(self, image: Image.Image, baseline: Image.Image, question: str, answer_ids: Tensor) -> PreparedPair:
         """Run the processor once on the image and once on the baseline."""
+
+    @property
+    def family(self) -> str:
+        """The model family, as errors name it (the checkpoint's ``model_type``, or the adapter's class)."""
+        config = getattr(getattr(self, "model", None), "config", None)
+        return getattr(config, "model_type", "") or type(self).__name__
+
+    def prepare_images(self, images: list[Image.Image], baselines: list[Image.Image], question: str,
+                       answer_ids: Tensor) -> PreparedPair:
+        """Several images in one question (or a clip's frames, in order): the processor's outputs with every
+        image, ``parts`` holding each image's own pair (see :class:`PreparedPair`). ``generate`` then
+        takes the list of images too. Adapters that cannot say so (the default)."""
+        raise LvlmHeatError(f"{self.family} does not take several images (or a clip's frames) in one question")
 
     @abstractmethod
     def project_mask(self, mask: Tensor, prepared: PreparedPair) -> dict[str, Tensor]:
@@ -240,10 +307,10 @@ class HFAdapter(Adapter):
                 module.training = True
 
     # -- text -----------------------------------------------------------------------------
-    def chat_prompt(self, question: str, image: bool = True) -> str:
+    def chat_prompt(self, question: str, image: bool = True, images: int = 1) -> str:
         """The prompt up to where the assistant's answer starts, from the processor's chat template
-        (``image=False``: the same conversation without the image)."""
-        content = [{"type": "image"}] if image else []
+        (``image=False``: the same conversation without the image; ``images``: that many images, in order)."""
+        content = [{"type": "image"}] * images if image else []
         conversation = [{"role": "user", "content": [*content, {"type": "text", "text": question}]}]
         if getattr(self.processor, "chat_template", None):
             try:
@@ -252,7 +319,7 @@ class HFAdapter(Adapter):
                 return self.tokenizer.apply_chat_template(
                     conversation, chat_template=self.processor.chat_template, add_generation_prompt=True, tokenize=False
                 )
-        token = getattr(self.processor, "image_token", "<image>") + "\n" if image else ""
+        token = (getattr(self.processor, "image_token", "<image>") + "\n") * images if image else ""
         return f"USER: {token}{question} ASSISTANT:"
 
     def encode_answer(self, answer: str) -> Tensor:
@@ -270,13 +337,22 @@ class HFAdapter(Adapter):
         return texts, [i in special for i in ids]
 
     # -- model calls ----------------------------------------------------------------------
-    def _inputs(self, image: Image.Image, text: str) -> dict[str, Tensor]:
-        return dict(self.processor(images=image, text=text, return_tensors="pt"))
+    def _inputs(self, image: Image.Image | list[Image.Image], text: str) -> dict[str, Tensor]:
+        """The processor's tensors for one image, or several in one prompt (as a flat list, or as one list per
+        prompt for the processors that take that)."""
+        if not isinstance(image, list):
+            return dict(self.processor(images=image, text=text, return_tensors="pt"))
+        try:
+            return dict(self.processor(images=image, text=text, return_tensors="pt"))
+        except (ValueError, TypeError, IndexError):
+            return dict(self.processor(images=[image], text=text, return_tensors="pt"))
 
     @torch.no_grad()
-    def generate(self, image: Image.Image, question: str, max_new_tokens: int) -> Tensor:
-        inputs = self._inputs(image, self.chat_prompt(question))
-        self._check_context(inputs["input_ids"].shape[1] + 1, "the image and question")
+    def generate(self, image: Image.Image | list[Image.Image], question: str, max_new_tokens: int) -> Tensor:
+        count = len(image) if isinstance(image, list) else 1
+        inputs = self._inputs(image, self.chat_prompt(question, images=count))
+        self._check_context(inputs["input_ids"].shape[1] + 1, "the image and question" if count == 1 else
+                            f"the {count} images (or frames) and question")
         inputs = {k: self._to_device(v) for k, v in inputs.items()}
         out = self.model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False)
         ids = out[0, inputs["input_ids"].shape[1] :]
@@ -287,8 +363,35 @@ class HFAdapter(Adapter):
 
     def prepare(self, image: Image.Image, baseline: Image.Image, question: str, answer_ids: Tensor) -> PreparedPair:
         prompt = self.chat_prompt(question)
-        with_image = self._inputs(image, prompt)
-        with_baseline = self._inputs(baseline, prompt)
+        prepared = self._assemble(self._inputs(image, prompt), self._inputs(baseline, prompt), answer_ids,
+                                  (image.height, image.width))
+        placed = self.geometry(image, prepared)
+        prepared.geometry, prepared.guide = placed.geometry, placed.guide
+        return prepared
+
+    def prepare_images(self, images: list[Image.Image], baselines: list[Image.Image], question: str,
+                       answer_ids: Tensor) -> PreparedPair:
+        """Every image in one prompt; each image's geometry is the one :meth:`prepare` finds for it alone, and
+        the processor must put the images' own tensors side by side (:func:`side_by_side`), as it does for the
+        image lists of LLaVA, Qwen2-VL and most others."""
+        prompt = self.chat_prompt(question, images=len(images))
+        try:
+            with_images, with_baselines = self._inputs(images, prompt), self._inputs(baselines, prompt)
+        except (ValueError, TypeError, IndexError, RuntimeError) as err:
+            raise LvlmHeatError(f"{self.family} does not take several images in one question: its processor "
+                                f"refused {len(images)} ({type(err).__name__}: {str(err).strip()[:80]})") from err
+        prepared = self._assemble(with_images, with_baselines, answer_ids, (images[0].height, images[0].width),
+                                  f"the {len(images)} images (or frames), question and answer")
+        prepared.parts = [self.prepare(image, baseline, question, answer_ids)
+                          for image, baseline in zip(images, baselines)]
+        prepared.part_dims = side_by_side(prepared.image, [part.image for part in prepared.parts], self.family)
+        prepared.guide = prepared.parts[0].guide
+        return prepared
+
+    def _assemble(self, with_image: dict[str, Tensor], with_baseline: dict[str, Tensor], answer_ids: Tensor,
+                  size: tuple[int, int], what: str = "the image, question and answer") -> PreparedPair:
+        """The pair of the processor's outputs for the image(s) and the baseline(s), the answer appended to the
+        prompt; its geometry is left to the caller."""
         pixel_keys = [k for k in with_image if k.startswith("pixel_values") or k.endswith("pixel_values")]
         text_keys = ("input_ids", "attention_mask", *TOKEN_ALIGNED)
         prompt_ids = with_image["input_ids"]
@@ -296,23 +399,20 @@ class HFAdapter(Adapter):
             raise RuntimeError("the processor tokenised the prompt differently for the image and the baseline")
         answer_ids = answer_ids.to(prompt_ids)
         input_ids = torch.cat([prompt_ids, answer_ids[None, :-1]], dim=1)
-        self._check_context(input_ids.shape[1], "the image, question and answer")
+        self._check_context(input_ids.shape[1], what)
         text = {"input_ids": input_ids, "attention_mask": torch.ones_like(input_ids)}
         for key in TOKEN_ALIGNED:  # per-token tags of the prompt, extended over the answer as generate() does
             if key in with_image:
                 text[key] = self.answer_tags(key, with_image[key], answer_ids.numel() - 1)
         fixed = {k: v for k, v in with_image.items() if k not in (*pixel_keys, *text_keys, *NOT_INPUTS)}
-        prepared = PreparedPair(
+        return PreparedPair(
             text={k: self._to_device(v) for k, v in text.items()},
             image={k: self._to_device(with_image[k]).float() for k in pixel_keys},
             baseline={k: self._to_device(with_baseline[k]).float() for k in pixel_keys},
             answer_ids=self._to_device(answer_ids),
-            image_size=(image.height, image.width),
+            image_size=size,
             fixed={k: self._to_device(v) for k, v in fixed.items()},
         )
-        placed = self.geometry(image, prepared)
-        prepared.geometry, prepared.guide = placed.geometry, placed.guide
-        return prepared
 
     def answer_tags(self, key: str, tags: Tensor, count: int) -> Tensor:
         """Per-token tags ``(1, L)`` of the prompt extended by ``count`` answer tokens: ``(1, L + count)``.
@@ -398,8 +498,9 @@ class HFAdapter(Adapter):
         """One clear error instead of an empty answer or an index error deep in the model."""
         limit = self.context_length()
         if limit is not None and tokens > limit:
+            several = "; fewer images or frames (--video.frames)" if "images" in what else ""
             raise LvlmHeatError(f"{what} take {tokens} tokens, more than the model's context of {limit}: "
-                                "shorten the question (or the answer)")
+                                f"shorten the question (or the answer){several}")
 
     def _to_device(self, value: Any) -> Any:
         return value.to(self.device) if isinstance(value, Tensor) else value

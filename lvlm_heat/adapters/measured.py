@@ -345,7 +345,7 @@ class MeasuredAdapter(HFAdapter):
 
     def batch_inputs(self, prepared: PreparedPair, pixels: dict[str, Tensor], count: int) -> dict[str, Tensor]:
         """The default concatenation, once the processor was measured to batch that way."""
-        why = prepared.geometry.unbatchable
+        why = (prepared.parts[0] if prepared.parts else prepared).geometry.unbatchable
         if why and count > 1:
             raise LvlmHeatError(
                 f"cannot batch composites for {self.name or 'this model'}: its processor does not batch images by "
@@ -365,10 +365,10 @@ class PaliGemmaAdapter(MeasuredAdapter):
 
     model_types = ("paligemma",)
 
-    def chat_prompt(self, question: str, image: bool = True) -> str:
+    def chat_prompt(self, question: str, image: bool = True, images: int = 1) -> str:
         if getattr(self.processor, "chat_template", None):
-            return super().chat_prompt(question, image)
-        return f"{self.processor.image_token if image else ''}{question}"
+            return super().chat_prompt(question, image, images)
+        return f"{self.processor.image_token * images if image else ''}{question}"
 
     def text_only_log_probs(self, question: str, answer_ids: Tensor) -> Tensor | None:
         """``None``: PaliGemma's processor requires an image (and its prefix-LM, the image's token types)."""

@@ -77,11 +77,12 @@ def removal_masks(mask: Tensor, steps: int = 50) -> tuple[Tensor, Tensor]:
     """The keep-masks of a perturbation curve.
 
     Args:
-        mask: ``(1, 1, h, w)`` mask, low = important.
+        mask: ``(1, 1, h, w)`` mask, low = important; ``(1, K, h, w)`` for ``K`` images, whose cells are ranked
+            all together.
         steps: ``K``; fewer when the mask has fewer than ``K`` cells.
 
     Returns:
-        ``(K + 1, 1, h, w)`` keep-masks (step 0 keeps everything, step K removes everything)
+        ``(K + 1, *mask.shape[1:])`` keep-masks (step 0 keeps everything, step K removes everything)
         and ``(K + 1,)`` fractions of cells removed.
 
     Example:
@@ -99,7 +100,7 @@ def removal_masks(mask: Tensor, steps: int = 50) -> tuple[Tensor, Tensor]:
     rank = torch.empty(cells, dtype=torch.long, device=mask.device)
     rank[order] = torch.arange(cells, device=mask.device)
     keep = (rank[None, :] >= counts.to(mask.device)[:, None]).to(mask.dtype)
-    return keep.view(steps + 1, 1, *mask.shape[-2:]), counts.to(torch.float32) / cells
+    return keep.view(steps + 1, *mask.shape[1:]), counts.to(torch.float32) / cells
 
 
 @torch.no_grad()

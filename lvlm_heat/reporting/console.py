@@ -45,6 +45,10 @@ def describe(record: ExplanationRecord, folder: Path | None) -> str:
             f"  deletion AUC {record.deletion_auc:.3f}  insertion AUC {record.insertion_auc:.3f}  "
             f"p(I) {record.p_image:.3f}  p(B) {record.p_baseline:.3f}  {record.seconds:.1f}s{flag}"
         )
+        if record.images:
+            kind = "frame" if record.video else "image"
+            lines.append("  share of the map: " + "  ".join(f"{kind} {part.index + 1} {part.share:.2f}"
+                                                            for part in record.images))
     else:
         lines.append("  not visually grounded: no answer token depends on the image or on a region of it; no heatmap")
     if folder is not None:

@@ -43,14 +43,15 @@ def display_size(height: int, width: int, side: int = DISPLAY_SIDE) -> tuple[int
 
 
 def heatmap_overlay(image: Image.Image, saliency: np.ndarray, alpha: float = 0.5, colormap: str = COLORMAP,
-                    side: int = DISPLAY_SIDE) -> np.ndarray:
-    """``(h, w, 3)`` uint8: ``saliency`` (``(H, W)``, any range, min-max scaled) in colour over ``image``, at
-    :func:`display_size` of the map (the image is resized to it)."""
+                    side: int = DISPLAY_SIDE, span: tuple[float, float] | None = None) -> np.ndarray:
+    """``(h, w, 3)`` uint8: ``saliency`` (``(H, W)``, any range, min-max scaled, or scaled from ``span``'s low to
+    its high: the range several images share) in colour over ``image``, at :func:`display_size` of the map (the
+    image is resized to it)."""
     height, width = display_size(*saliency.shape, side)
     if (height, width) != saliency.shape:
         saliency = np.asarray(Image.fromarray(saliency.astype(np.float32), "F").resize((width, height), Image.BILINEAR))
-    span = float(saliency.max() - saliency.min())
-    scaled = (saliency - saliency.min()) / span if span > 0 else np.zeros_like(saliency)
+    low, high = span if span is not None else (float(saliency.min()), float(saliency.max()))
+    scaled = np.clip((saliency - low) / (high - low), 0, 1) if high > low else np.zeros_like(saliency)
     colours = matplotlib.colormaps[colormap](scaled)[..., :3]
     picture = image.convert("RGB")
     if picture.size != (width, height):
@@ -178,13 +179,77 @@ def words_figure(image: Image.Image, explanation: Any) -> Figure:
     return figure
 
 
-def _colour_bar(figure: Figure, axis) -> None:
+IMAGES_PER_ROW = 4
+
+
+def shared_span(images: list[Any]) -> tuple[float, float]:
+    """The range of every image's map together: one colour scale, so the image the answer came from stands out.
+
+    >>> from types import SimpleNamespace as Map
+    >>> shared_span([Map(saliency=np.array([[0.0, 0.2]])), Map(saliency=np.array([[0.1, 0.8]]))])
+    (0.0, 0.8)
+    """
+    return (min(float(i.saliency.min()) for i in images), max(float(i.saliency.max()) for i in images))
+
+
+def images_figure(explanation: Any) -> Figure:
+    """Every image's map of a question about several images (or a clip's frames) on one colour scale, each titled
+    with its share of the mass (up to four a row), the answer strip below."""
+    from lvlm_heat.reporting.strip import draw_strip, line_height_in, strip_lines
+
+    images = explanation.images
+    span = shared_span(images)
+    rows, columns = math.ceil(len(images) / IMAGES_PER_ROW), min(len(images), IMAGES_PER_ROW)
+    width = 3.0 * columns
+    panel = max(width / columns * i.size[0] / i.size[1] for i in images) + 0.5
+    strip_height = 0.35 + strip_lines(explanation.tokens, 0.9 * width) * line_height_in()
+    figure = Figure(figsize=(width, 0.8 + rows * panel + strip_height))
+    grid = figure.add_gridspec(rows + 1, columns, height_ratios=[panel] * rows + [strip_height])
+    panels = []
+    for k, part in enumerate(images):
+        axis = figure.add_subplot(grid[k // IMAGES_PER_ROW, k % IMAGES_PER_ROW])
+        show(axis, heatmap_overlay(part.image, part.saliency, span=span), *part.size)
+        kind = "frame" if explanation.video else "image"
+        axis.set_title(f"{kind} {k + 1}: {part.share:.0%} of the map", fontsize=8)
+        axis.axis("off")
+        panels.append(axis)
+    draw_strip(figure.add_subplot(grid[rows, :]), explanation.tokens)
+    figure.tight_layout()
+    _colour_bar(figure, panels, "saliency, one scale for every image\n(1 = removing it costs the answer most)")
+    lines = [_title(explanation, 30 * columns)]
+    if explanation.deletion is not None:
+        lines.append(scores(explanation.deletion, explanation.insertion, explanation.unstable))
+    figure.suptitle("\n".join(lines), fontsize=9)
+    return figure
+
+
+def image_overlay_figure(explanation: Any, part: Any) -> Figure:
+    """One image (or frame) of several and its part of the map, on the scale every image of the pair shares."""
+    figure = Figure(figsize=(4.5, 4.5 * part.size[0] / part.size[1] + 0.6))
+    axis = figure.add_subplot()
+    show(axis, heatmap_overlay(part.image, part.saliency, span=shared_span(explanation.images)), *part.size)
+    kind = "frame" if explanation.video else "image"
+    axis.set_title(f"{kind} {part.index + 1} of {len(explanation.images)}: {part.share:.0%} of the map", fontsize=9)
+    axis.axis("off")
+    _colour_bar(figure, axis, "saliency, one scale for every image")
+    figure.tight_layout()
+    return figure
+
+
+def clip_frames(explanation: Any, side: int = 256) -> list[Image.Image]:
+    """The clip's frames with their maps on the shared scale, at most ``side`` on the long side: an animation."""
+    span = shared_span(explanation.images)
+    return [Image.fromarray(heatmap_overlay(part.image, part.saliency, side=side, span=span))
+            for part in explanation.images]
+
+
+def _colour_bar(figure: Figure, axis, label: str = SCALE_LABEL) -> None:
     """The overlay's colour scale beside ``axis`` (or a list of axes), with what it means."""
     from matplotlib.cm import ScalarMappable
     from matplotlib.colors import Normalize
 
     bar = figure.colorbar(ScalarMappable(Normalize(0, 1), COLORMAP), ax=axis, fraction=0.046, pad=0.03)
-    bar.set_label(SCALE_LABEL, fontsize=7)
+    bar.set_label(label, fontsize=7)
     bar.ax.tick_params(labelsize=7)
 
 

@@ -78,6 +78,8 @@ def write_pair_outputs(folder: Path, record: ExplanationRecord) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     if record.saliency is not None:
         _write_maps(folder, record)
+    if record.images and record.saliency is not None:
+        _write_images(folder, record)
     for method in record.methods[1:]:
         _write_maps(folder / method.folder, record.for_method(method.method))
     write_json_atomic(folder / RESULT, record.to_dict())
@@ -97,6 +99,20 @@ def _write_maps(folder: Path, record: ExplanationRecord) -> None:
             np.save(folder / f"saliency_{word.file_stem}.npy", _stored(word.grid, word.saliency))
             _save(word_figure(image, record, word), folder / f"overlay_{word.file_stem}.png")
         _save(words_figure(image, record), folder / "words.png")
+
+
+def _write_images(folder: Path, record: ExplanationRecord) -> None:
+    """A question about several images (or a clip): ``overlay.png`` shows every image on one scale; each image's
+    part is ``saliency_image<k>.npy`` and ``overlay_image<k>.png``; a clip also gets ``frames.gif``."""
+    from lvlm_heat.reporting.figures import clip_frames, image_overlay_figure, images_figure
+
+    _save(images_figure(record), folder / "overlay.png")
+    for part in record.images:
+        np.save(folder / f"saliency_{part.file_stem}.npy", _stored(part.grid, part.saliency))
+        _save(image_overlay_figure(record, part), folder / f"overlay_{part.file_stem}.png")
+    if record.video:
+        first, *rest = clip_frames(record)
+        first.save(folder / "frames.gif", save_all=True, append_images=rest, duration=500, loop=0)
 
 
 def _stored(grid: np.ndarray | None, saliency: np.ndarray) -> np.ndarray:
@@ -128,6 +144,8 @@ def read_record(folder: Path, maps: bool = True) -> ExplanationRecord | None:
         record.saliency = load_saliency(Path(folder) / "saliency.npy", record.image_size)
         for word in record.words or []:
             word.saliency = load_saliency(Path(folder) / f"saliency_{word.file_stem}.npy", record.image_size)
+        for part in record.images:
+            part.saliency = load_saliency(Path(folder) / f"saliency_{part.file_stem}.npy", part.size)
         if record.methods:
             record.methods[0].saliency = record.saliency
         for method in record.methods[1:]:

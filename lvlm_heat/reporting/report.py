@@ -124,7 +124,8 @@ def pair_data(run_dir: Path, record: ExplanationRecord, index: int) -> dict[str,
     ``strip`` is the answer strip as HTML (:func:`~lvlm_heat.reporting.strip.strip_html`, the notebook's
     string); ``tokens`` lists each shown token as ``[text, background, dark background, explained, space
     before, LLR]`` (the script only asks whether there are any). ``methods`` lists every explainer's map (its
-    title, scores and figures) when the pair has more than one, and is empty otherwise.
+    title, scores and figures) when the pair has more than one, and is empty otherwise. ``shares`` gives each
+    image's (or frame's) share of the map for a question about several, and is empty for one image.
     """
     folder = record.folder or record.pair_id
     reliance = record.to_dict()["reliance"]
@@ -154,7 +155,10 @@ def pair_data(run_dir: Path, record: ExplanationRecord, index: int) -> dict[str,
         "seconds": _number(record.seconds),
         "reliance": reliance,
         "image_notes": record.image_notes,
-        "images": {name: _image(run_dir, folder, f"{name}.png") for name in ("overlay", "curves", "words")},
+        "images": {**{name: _image(run_dir, folder, f"{name}.png") for name in ("overlay", "curves", "words")},
+                   "frames": _image(run_dir, folder, "frames.gif")},
+        "shares": [[("frame " if record.video else "image ") + str(part.index + 1), _number(part.share)]
+                   for part in record.images],
         "words": [_word_data(run_dir, folder, word) for word in record.words or []],
         "methods": [_method_data(run_dir, folder, m) for m in record.methods] if len(record.methods) > 1 else [],
     }

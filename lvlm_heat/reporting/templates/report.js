@@ -102,6 +102,8 @@
       if (r.log_p_no_image !== null && r.log_p_no_image !== undefined)
         numbers.append(row("log p(A | no image)", num(r.log_p_no_image, 2) + " (ratio " + num(r.no_image_ratio, 2) + ")"));
     }
+    if (p.shares.length)
+      numbers.append(row("share of the map", p.shares.map(([name, share]) => name + ": " + num(share)).join(", ")));
     if (p.seconds !== null) numbers.append(row("time", num(p.seconds, 1) + " s"));
     if (p.image_notes.length) numbers.append(row("image", p.image_notes.join("; ")));
     text.append(numbers);
@@ -113,6 +115,8 @@
       const curves = figure(p.images.curves, "deletion and insertion curves of " + p.id, "curves");
       if (curves) text.append(el("div", { class: "figs" }, curves));
       const figs = el("div", { class: "figs" }, figure(p.images.overlay, "overlay of " + p.id));
+      const clip = figure(p.images.frames, "the map over the clip's frames, " + p.id);
+      if (clip) figs.append(clip);
       article.append(el("div", { class: "body" }, figs, text));
     }
     if (p.words && p.words.length) article.append(words(p));
