@@ -193,3 +193,40 @@ class StoppedLlava(LlavaAdapter):
         if str(type(self).prepared) == os.environ.get("STOP_AT_PAIR"):
             os.kill(os.getpid(), signal.SIGKILL)
         return super().prepare(*args, **kwargs)
+
+
+class ImageListAdapter(RedBoxAdapter):
+    """Several images in one question: the answer "red" depends on the redness inside ``box`` of whichever image
+    is reddest there (``log sigmoid(scale (max_k redness_k - 0.3))``), so the evidence follows the picture, not
+    its place in the list. The images' tensors lie side by side along dim 0, as LLaVA's do."""
+
+    def __init__(self, box: tuple[int, int, int, int] = (36, 8, 56, 28)) -> None:
+        super().__init__(box)
+        self.name = "image-list toy"
+
+    def prepare_images(self, images, baselines, question, answer_ids) -> PreparedPair:
+        from lvlm_heat.adapters.base import side_by_side
+
+        parts = [self.prepare(image, baseline, question, answer_ids) for image, baseline in zip(images, baselines)]
+        both = {side: {"pixels": torch.cat([getattr(part, side)["pixels"] for part in parts])}
+                for side in ("image", "baseline")}
+        prepared = PreparedPair(text={}, image=both["image"], baseline=both["baseline"], answer_ids=answer_ids,
+                                image_size=parts[0].image_size, parts=parts)
+        prepared.part_dims = side_by_side(prepared.image, [part.image for part in parts], self.name)
+        prepared.guide = parts[0].guide
+        return prepared
+
+    def answer_log_probs(self, prepared, pixels):
+        images = pixels["pixels"]  # (N, K, 3, H, W)
+        left, top, right, bottom = self.model.box
+        region = images[..., top:bottom, left:right]
+        redness = (region[:, :, 0] - region[:, :, 1:].mean(2)).mean((-1, -2))  # (N, K)
+        return F.logsigmoid(self.model.scale * (redness.amax(1) - 0.3))[:, None]
+
+
+def plain_scene(size: int = 64, seed: int = 1) -> Image.Image:
+    """Grey noise with a green square and nothing red: a picture without the toy's evidence."""
+    rng = np.random.default_rng(seed)
+    pixels = rng.integers(90, 160, size=(size, size, 3)).astype(np.uint8)
+    pixels[40:58, 6:24] = (30, 200, 40)
+    return Image.fromarray(pixels)
