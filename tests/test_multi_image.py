@@ -229,3 +229,43 @@ def test_a_dataset_lists_several_images_or_a_clip(tmp_path):
 
     query = open_pair(clip, frames=2)
     assert query.video and len(query.images) == 2 and query.image_notes == ["2 of 3 frames of the folder"]
+
+
+DEMO_PAIRS = __import__("pathlib").Path(__file__).parents[1] / "lvlm_heat" / "demo" / "pairs"
+
+
+def _two_demo_images(out, order: list[str], *model: str):
+    images = [arg for name in order for arg in ("--image", str(DEMO_PAIRS / f"{name}.png"))]
+    main([*model, *images, "--question", "What color is the square?", "--output_dir", str(out), "--progress",
+          "false", "--threads", "2"])
+    record = read_record(out / "_".join(order))
+    assert record.status == "explained" and "green" in record.answer
+    return [part.share for part in record.images]
+
+
+@pytest.mark.slow
+def test_the_demo_qwen2_vl_finds_which_of_two_demo_images_answers(tmp_path):
+    """The README's two-image command: the square is in the second image only, and the map goes there."""
+    assert _two_demo_images(tmp_path, ["demo_2", "demo_0"], "--model", "demo-qwen2-vl")[1] > 0.9
+
+
+@pytest.mark.slow
+def test_swapping_two_demo_images_swaps_the_map(tmp_path):
+    """The demo LLaVA answers "green" in either order (the Qwen2-VL demo, trained on single images, answers "none"
+    when the square comes first), and the map follows the square."""
+    assert _two_demo_images(tmp_path / "a", ["demo_2", "demo_0"])[1] > 0.8
+    assert _two_demo_images(tmp_path / "b", ["demo_0", "demo_2"])[0] > 0.8
+
+
+@pytest.mark.slow
+def test_the_demo_clip_puts_the_map_on_the_frames_with_the_square(tmp_path):
+    """The README's clip: no square in the first frame, a red square entering after; the map is on the square."""
+    from lvlm_heat.demo.clip import square_boxes
+
+    main(["--video", str(DEMO_PAIRS / "clip"), "--question", "What color is the square?", "--output_dir",
+          str(tmp_path), "--progress", "false", "--threads", "2"])
+    record = read_record(tmp_path / "clip")
+    assert record.video and "red" in record.answer and len(record.images) == 3
+    assert record.images[1].share + record.images[2].share > 0.8
+    for part, box in zip(record.images[1:], square_boxes()[1:]):
+        assert pointing_hit(torch.from_numpy(part.saliency), box)
