@@ -19,8 +19,9 @@ from PIL import Image
 
 from lvlm_heat.adapters import load_adapter
 from lvlm_heat.config import ExplainConfig, ModelConfig, Precision, result_settings
-from lvlm_heat.data.images import image_digest, open_image
-from lvlm_heat.data.pairs import Query
+from lvlm_heat.data.images import open_image
+from lvlm_heat.data.pairs import Pair, Query, open_pair, pair_digest
+from lvlm_heat.errors import LvlmHeatError
 from lvlm_heat.pipeline import explain_pair
 from lvlm_heat.record import ExplanationRecord, differences
 from lvlm_heat.reporting.console import quiet_libraries
@@ -69,10 +70,11 @@ class Explainer:
 
     def explain(
         self,
-        image: str | Path | Image.Image,
+        image: str | Path | Image.Image | list[str | Path | Image.Image] | None,
         question: str,
         answer: str | None = None,
         *,
+        video: str | Path | None = None,
         pair_id: str | None = None,
         output_dir: str | Path | None = None,
         **trainer_overrides: Any,
@@ -86,18 +88,31 @@ class Explainer:
         it is this pair's with these settings (same image bytes, question, given answer, model and settings);
         otherwise the pair is explained again, saying what changed.
 
+        ``image`` may be a list (a question about several images, each with a map of its own: ``record.images``),
+        or ``None`` with ``video`` (a clip: a video file, an animated image or a folder of frames, sampled as
+        ``config.video.frames`` says).
+
         Returns:
             An :class:`~lvlm_heat.record.ExplanationRecord`: ``saliency`` ``(H, W)`` over the original image,
             ``tokens`` with their LLR, ``deletion_auc``, ``insertion_auc``, the curves and the per-iteration
             loss ``history``.
         """
-        path, notes = None, []
-        if not isinstance(image, Image.Image):
-            path = Path(image)
-            image, notes = open_image(path)
-        pair_id = pair_id or (path.stem if path else content_id(image, question, answer))
-        query = Query(image, question, answer, pair_id, image_path=str(path) if path else None, image_notes=notes,
-                      image_digest=image_digest(path) if path else "")
+        if video is not None:
+            if image is not None:
+                raise LvlmHeatError("give an image (or several) or a video, not both")
+            clip = Path(video)
+            query = open_pair(Pair(pair_id or clip.stem, None, question, answer, video=clip),
+                              frames=self.config.video.frames)
+        else:
+            opened = [(None, image, []) if isinstance(image, Image.Image) else (Path(image), *open_image(image))
+                      for image in (image if isinstance(image, list) else [image])]
+            (path, first, notes), rest = opened[0], opened[1:]
+            pair_id = pair_id or (path.stem if path else content_id(first, question, answer))
+            digest = "" if any(p is None for p, _, _ in opened) else \
+                pair_digest(Pair(pair_id, path, question, extra_images=tuple(p for p, _, _ in rest)))
+            query = Query(first, question, answer, pair_id, image_path=str(path) if path else None, image_notes=notes,
+                          image_digest=digest, extra_images=[picture for _, picture, _ in rest],
+                          extra_paths=[None if p is None else str(p) for p, _, _ in rest])
         folder = Path(output_dir) if output_dir is not None else None
         if folder is not None:
             finished = self._finished(folder / query.folder, query)
@@ -123,4 +138,6 @@ class Explainer:
                         " and ".join(changed), folder)
             return None
         record.image = query.image
+        for part, picture in zip(record.images, query.images):
+            part.image = picture
         return record

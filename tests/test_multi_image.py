@@ -269,3 +269,23 @@ def test_the_demo_clip_puts_the_map_on_the_frames_with_the_square(tmp_path):
     assert record.images[1].share + record.images[2].share > 0.8
     for part, box in zip(record.images[1:], square_boxes()[1:]):
         assert pointing_hit(torch.from_numpy(part.saliency), box)
+
+
+def test_the_python_api_takes_a_list_of_images_and_reuses_the_finished_pair(tmp_path, tiny_llava):
+    from lvlm_heat import Explainer
+    from lvlm_heat.reporting.report import pair_data
+
+    paths = [tmp_path / "a.png", tmp_path / "b.png"]
+    textured_image(40, 40, seed=3).save(paths[0])
+    textured_image(30, 50, seed=4).save(paths[1])
+    config = ExplainConfig(select=SelectionConfig(rule="all"),
+                           optim=OptimConfig(iterations=2, ig_iter=2, curve_steps=4, mask_size=6))
+    explainer = Explainer(tiny_llava, device="cpu", precision="fp32", config=config)
+    record = explainer.explain([str(p) for p in paths], QUESTION, "red", output_dir=tmp_path / "out")
+    assert [part.size for part in record.images] == [(40, 40), (30, 50)]
+    assert [part.path for part in record.images] == [str(p) for p in paths]
+    assert sum(part.share for part in record.images) == pytest.approx(1.0)
+    again = explainer.explain([str(p) for p in paths], QUESTION, "red", output_dir=tmp_path / "out")
+    assert again.seconds == record.seconds and again.images[1].image is not None  # read back, not explained again
+    shares = pair_data(tmp_path / "out", again, 0)["shares"]
+    assert [name for name, _ in shares] == ["image 1", "image 2"]
