@@ -61,3 +61,20 @@ def test_evaluation_scores_each_explainer_on_the_same_pairs_and_names_the_winner
         assert difference["n"] == row["with_map"] and difference["low"] <= difference["mean"] <= difference["high"]
         holds_zero = difference["low"] <= 0 <= difference["high"]
         assert (figure["winner"] in ("igos", "grid")) != holds_zero
+
+
+def test_the_demo_evaluation_reports_an_instrument_beside_the_demo_sets(capsys):
+    """``lvlm-heat demo --splits '[heldout, textured]'``: the instrument scored as ``lvlm-heat instruments`` scores
+    it, every peak placed by the same rule."""
+    from lvlm_heat import ExplainConfig, ModelConfig, OptimConfig
+    from lvlm_heat.demo.evaluate import placement, run_evaluation
+
+    config = ExplainConfig(optim=OptimConfig(iterations=1, ig_iter=2, mask_size=4, curve_steps=4))
+    demo, textured = run_evaluation(ModelConfig(device="cpu"), ["heldout", "textured"], pairs=2, explain=config)
+    assert demo["split"] == "heldout" and textured["instrument"] == "textured"
+    assert textured["pairs"] == 2 and 0 <= textured["grounded"] <= 2 and "object_ceiling" in textured
+    assert "textured igos" in capsys.readouterr().out
+    saliency = np.zeros((8, 8), np.float32)
+    saliency[1, 6] = 1.0
+    assert placement(saliency, (0, 0, 4, 4), ((4, 0, 8, 4),)) == {"on_target": False, "on_other": True,
+                                                                  "box_mass": 0.0}

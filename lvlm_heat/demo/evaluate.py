@@ -17,6 +17,10 @@ Printed per set: pairs, grounded pairs, pairs with a map, where the peak lies (q
 another object, background) over grounded pairs, whether the answer word was selected, whether a
 filler word was, and the AUCs. With several explainers (``--method igos,superpixel,gradient``) each
 one's figures follow on the same pairs, under ``methods`` in the JSON. The last line is one JSON object.
+
+``--splits`` may also name the instruments of :mod:`lvlm_heat.demo.instruments` (scenes from other generators,
+never used for a choice, each with its causal ceiling): ``--splits '[heldout, textured, small_large,
+distractors]'`` reports the demo's own set and every instrument in one run.
 """
 
 from __future__ import annotations
@@ -45,6 +49,9 @@ from lvlm_heat.metrics.functional import box_mass, pointing_hit
 from lvlm_heat.metrics.statistics import paired_difference
 
 Split = Literal["heldout", "large", "wide", "tall", "crowded"]
+Instrument = Literal["textured", "small_large", "distractors"]
+"""The grounded instruments of :mod:`lvlm_heat.demo.instruments`, which ``lvlm-heat demo --splits`` may name too."""
+Box = tuple[int, int, int, int]
 FILLER = frozenset({"the", "is", "a", "object"})
 FIRST_INDEX = 20_000  # apart from the slow test's held-out pairs (10 000 on)
 
@@ -140,16 +147,14 @@ def evaluate(
             misses.append({**miss, "peak": None, "status": result.status})
             continue
         counts["with_map"] += 1
-        saliency = torch.from_numpy(result.saliency)
-        if pointing_hit(saliency, pair.target):
-            counts["on_target"] += 1
-        else:
-            place = "on_other" if any(pointing_hit(saliency, box) for box in pair.others) else "on_background"
-            counts[place] += 1
+        placed = placement(result.saliency, pair.target, pair.others)
+        place = "on_target" if placed["on_target"] else "on_other" if placed["on_other"] else "on_background"
+        counts[place] += 1
+        if place != "on_target":
             misses.append({**miss, "peak": place.removeprefix("on_"), "status": result.status})
         deletion.append(result.deletion_auc)
         insertion.append(result.insertion_auc)
-        masses.append(box_mass(torch.from_numpy(result.saliency), pair.target))
+        masses.append(placed["box_mass"])
         for method in result.methods:
             found.setdefault(method.method, []).append(_placed(method, pair, result.unstable))
     grounded = max(counts["grounded"], 1)
@@ -192,15 +197,22 @@ def _versus(found: dict[str, list[dict[str, Any]]]) -> dict[str, dict[str, Any]]
     return out
 
 
+def placement(saliency: np.ndarray, target: Box, others: tuple[Box, ...]) -> dict[str, Any]:
+    """Where a map's peak lies, scored alike on the demo sets and the instruments: on the queried object
+    (``on_target``), else on another object (``on_other``), and the map's mass in the queried box."""
+    saliency = torch.from_numpy(saliency)
+    on_target = pointing_hit(saliency, target)
+    return {"on_target": on_target, "on_other": not on_target and any(pointing_hit(saliency, b) for b in others),
+            "box_mass": box_mass(saliency, target)}
+
+
 def _placed(method: Any, pair: GroundedPair, unstable: bool) -> dict[str, Any]:
-    """Where one explainer's peak lies on a pair, its AUCs (``None`` when the pair's normalisation is unstable, as
-    the run's means leave them out), box mass and cost."""
-    saliency = torch.from_numpy(method.saliency)
-    on_other = any(pointing_hit(saliency, box) for box in pair.others)
-    return {"on_target": pointing_hit(saliency, pair.target), "on_other": on_other,
+    """Where one explainer's peak lies on a pair (:func:`placement`), its AUCs (``None`` when the pair's
+    normalisation is unstable, as the run's means leave them out) and cost."""
+    return {**placement(method.saliency, pair.target, pair.others),
             "deletion_auc": None if unstable else method.deletion.auc,
-            "insertion_auc": None if unstable else method.insertion.auc,
-            "box_mass": box_mass(saliency, pair.target), "passes": method.passes, "seconds": method.seconds}
+            "insertion_auc": None if unstable else method.insertion.auc, "passes": method.passes,
+            "seconds": method.seconds}
 
 
 def _method_row(rows: list[dict[str, Any]], grounded: int) -> dict[str, Any]:
@@ -211,7 +223,7 @@ def _method_row(rows: list[dict[str, Any]], grounded: int) -> dict[str, Any]:
         return statistics.median(values) if values else None
 
     return {"pointing_game": sum(r["on_target"] for r in rows) / grounded,
-            "peak_on_other": sum(r["on_other"] and not r["on_target"] for r in rows) / grounded,
+            "peak_on_other": sum(r["on_other"] for r in rows) / grounded,
             "median_deletion_auc": median("deletion_auc"), "median_insertion_auc": median("insertion_auc"),
             "median_box_mass": median("box_mass"), "mean_passes": statistics.fmean(r["passes"] for r in rows),
             "mean_seconds": statistics.fmean(r["seconds"] for r in rows)}
@@ -223,7 +235,7 @@ def _fmt(value: float | None) -> str:
 
 def run_evaluation(
     model: ModelConfig = ModelConfig(device="cpu"),
-    splits: list[Split] | None = None,
+    splits: list[Split | Instrument] | None = None,
     pairs: int = 40,
     explain_model_answer: bool = False,
     explain: ExplainConfig | None = None,
@@ -234,7 +246,9 @@ def run_evaluation(
     Args:
         model: A demo model (``--model demo``, ``demo-qwen2-vl``) or a checkpoint trained on the demo task (the
             model flags of ``lvlm-heat explain``; the CPU by default).
-        splits: Sets to evaluate (default: all).
+        splits: Sets to evaluate (default: every demo set); an instrument's name (``textured``, ``small_large``,
+            ``distractors``) adds that instrument, scored as ``lvlm-heat instruments`` scores it (its own pairs from
+            0, the causal ceiling, every explainer against the first).
         pairs: Pairs drawn per set (only the grounded ones are explained).
         explain_model_answer: Explain the model's own answer instead of the scene's.
         explain: The explanation settings (the flags of ``lvlm-heat explain``: ``--optim.iterations``, ...).
@@ -246,6 +260,13 @@ def run_evaluation(
     explainer = Explainer(model, config=explain or ExplainConfig())
     results = []
     for split in splits or ["heldout", "large", "wide", "tall", "crowded"]:
+        if split in ("textured", "small_large", "distractors"):
+            from lvlm_heat.demo.instruments import describe, evaluate_instrument
+
+            row = evaluate_instrument(explainer, split, pairs)
+            print("\n".join(describe(row)), flush=True)
+            results.append(row)
+            continue
         row = evaluate(explainer, split, pairs, explain_model_answer, first_index)
         medians = ", ".join(f"{name} {_fmt(row[f'median_{key}'])}" for name, key in (
             ("deletion AUC", "deletion_auc"), ("insertion AUC", "insertion_auc"), ("box mass", "box_mass")))

@@ -41,9 +41,8 @@ import torch
 from PIL import Image, ImageDraw
 
 from lvlm_heat.config import ExplainConfig, ModelConfig
-from lvlm_heat.demo.evaluate import word_probabilities
+from lvlm_heat.demo.evaluate import placement, word_probabilities
 from lvlm_heat.demo.synthetic import COLOR_NAMES, COLORS, SHAPES, GroundedQuestion, Scene, SceneObject, ask
-from lvlm_heat.metrics.functional import box_mass, pointing_hit
 from lvlm_heat.metrics.statistics import compare_methods
 
 __all__ = ["INSTRUMENTS", "DrawnScene", "InstrumentPair", "evaluate_instrument", "make_instrument_pair",
@@ -322,19 +321,11 @@ def object_drops(adapter, pair: InstrumentPair) -> list[float]:
     return [on_image - value for value in without]
 
 
-def _placed(saliency: np.ndarray, pair: InstrumentPair) -> dict[str, Any]:
-    """Where a map's peak lies (the queried object, else another object) and its mass in the queried box."""
-    saliency = torch.from_numpy(saliency)
-    on_target = pointing_hit(saliency, pair.target)
-    return {"on_target": on_target, "on_other": not on_target and any(pointing_hit(saliency, b) for b in pair.others),
-            "box_mass": box_mass(saliency, pair.target)}
-
-
 def _explain(explainer, pair: InstrumentPair) -> dict[str, dict[str, Any]]:
     """Each explainer's figures on ``pair`` (only those that made a map); ``unstable``: ``p(I) - p(B)`` of the
     explained tokens is below ``min_gap``, so the normalised AUCs are not to be averaged."""
     record = explainer.explain(pair.image, pair.qa.question, pair.qa.answer)
-    return {m.method: {**_placed(m.saliency, pair), "deletion_auc": m.deletion.auc, "insertion_auc": m.insertion.auc,
+    return {m.method: {**placement(m.saliency, pair.target, pair.others), "deletion_auc": m.deletion.auc, "insertion_auc": m.insertion.auc,
                        "unstable": record.unstable, "passes": m.passes, "seconds": m.seconds}
             for m in record.methods if m.saliency is not None}
 
