@@ -7,7 +7,8 @@ takes these dataclasses, so each default and each check is written once. Field d
 - :class:`ModelConfig`: which model, loaded how;
 - :class:`ExplainConfig`: one explanation, holding :class:`SelectionConfig` (which answer tokens are
   explained), :class:`WarmStartConfig` (where the mask starts), :class:`OptimConfig` (the mask
-  optimisation), and the other explainers' settings, :class:`OcclusionConfig` and :class:`GradientConfig`;
+  optimisation), :class:`RefineConfig` (its optional fine stage), and the other explainers' settings,
+  :class:`OcclusionConfig` and :class:`GradientConfig`;
 - :class:`DataConfig`: where a dataset's pairs come from;
 - :class:`TrainerConfig`: how a dataset run is spread over processes;
 - :class:`SanityConfig`: what the sanity checks do besides explaining.
@@ -173,6 +174,35 @@ class WarmStartConfig:
 
 
 @dataclass
+class RefineConfig:
+    """A fine stage after the mask optimisation (``igos``): one keep value per SLIC superpixel, started from the
+    optimised mask's mean over each superpixel and played in the same deletion and insertion game with the L1 term
+    (no TV), so the map follows the image's edges instead of spreading a halo around them (lvlm_heat/refine.py)."""
+
+    stage: Literal["none", "superpixel"] = "none"
+    """``none``: the coarse mask is the map (the method as published); ``superpixel``: refine it on superpixels."""
+    iterations: int = 3
+    """Iterations of the fine stage (``2 x ig_iter`` composites each); 0 only pools the coarse mask over the
+    superpixels (no forward pass)."""
+    segments: int = 100
+    """About this many SLIC segments."""
+    compactness: float = 10.0
+    """SLIC's compactness: higher gives squarer segments, lower follows colour more closely."""
+    step_size: float = 0.3
+    """Relative step of the fine stage: its first iteration moves the most salient superpixel by this much."""
+    l1: float = 1.0
+    """Weight of the sparsity term ``mean(|1 - M|)`` over the rendered mask, relative to the score's gradient."""
+
+    def __post_init__(self) -> None:
+        if self.stage not in ("none", "superpixel"):
+            raise ValueError(f"refine.stage is none or superpixel, got {self.stage!r}")
+        _at_least("refine.", self, 0, "iterations", "l1")
+        _at_least("refine.", self, 2, "segments")
+        if self.step_size <= 0 or self.compactness <= 0:
+            raise ValueError("refine.step_size and refine.compactness must be positive")
+
+
+@dataclass
 class SelectionConfig:
     """Which answer tokens are explained."""
 
@@ -264,6 +294,8 @@ class ExplainConfig:
     """Where the mask starts."""
     optim: OptimConfig = field(default_factory=OptimConfig)
     """Mask optimisation settings."""
+    refine: RefineConfig = field(default_factory=RefineConfig)
+    """A fine stage after the mask optimisation (``--refine.stage superpixel``)."""
     occlusion: OcclusionConfig = field(default_factory=OcclusionConfig)
     """The occlusion explainers' settings."""
     gradient: GradientConfig = field(default_factory=GradientConfig)

@@ -33,6 +33,7 @@ from lvlm_heat.metrics.curves import Curve
 from lvlm_heat.metrics.functional import box_mass, pointing_hit
 from lvlm_heat.prepare import Prepared, prepare
 from lvlm_heat.record import EXPLAINED, NOT_GROUNDED, ExplanationRecord, MethodMap, WordMap
+from lvlm_heat.refine import refine_mask
 from lvlm_heat.reporting.console import quiet_libraries
 from lvlm_heat.reporting.progress import IterationProgress
 from lvlm_heat.reporting.tensorboard import PairLogger, SaliencyImageLogger
@@ -99,8 +100,12 @@ def _optimised(prepared: Prepared, config: ExplainConfig, log_dir: Path | None, 
     if progress:
         callbacks.append(IterationProgress())
     logger = PairLogger(Path(log_dir) / query.folder) if log_dir is not None else None
+    refined = config.refine.stage != "none"
+    skip_curves = {"limit_test_batches": 0} if refined else {}  # the fine stage draws the curves of its own masks
     optimised = optimise_mask(prepared, config.optim, initial, logger=logger, callbacks=callbacks,
-                              trainer_overrides=trainer_overrides)
+                              trainer_overrides={**(trainer_overrides or {}), **skip_curves})
+    if refined:
+        optimised = refine_mask(prepared, optimised, config.optim, config.refine, trainer_overrides=trainer_overrides)
     grids = [(1 - mask[0]).float().cpu().numpy() for mask in optimised.masks]
     return _Maps("igos", grids, optimised.curves, warm_passes + optimised.passes, warm_seconds + optimised.seconds,
                  optimised.history)
