@@ -188,10 +188,11 @@ class RefineConfig:
     """About this many SLIC segments."""
     compactness: float = 10.0
     """SLIC's compactness: higher gives squarer segments, lower follows colour more closely."""
-    step_size: float = 0.3
-    """Relative step of the fine stage: its first iteration moves the most salient superpixel by this much."""
-    l1: float = 1.0
-    """Weight of the sparsity term ``mean(|1 - M|)`` over the rendered mask, relative to the score's gradient."""
+    step_size: float = 0.6
+    """Relative step of the fine stage: each iteration moves the superpixel pushed hardest by this much."""
+    l1: float = 0.2
+    """Sparsity, per pixel, in units of the largest score gradient per pixel: a superpixel that matters less than
+    this fraction of the most important one is pushed back to 1 (kept), which clears the coarse mask's halo."""
 
     def __post_init__(self) -> None:
         if self.stage not in ("none", "superpixel"):

@@ -8,10 +8,13 @@ mask a basis that follows the image's own edges and plays the same game again fo
 2. the mask becomes one keep value ``v_k`` per superpixel, rendered as ``M(p) = v_{label(p)}`` on the
    work grid (a fine cell grid over the whole image, which the adapter reads like any mask); each ``v_k``
    starts at the coarse mask's mean over its superpixel, so the stage starts where the coarse one ended;
-3. each iteration plays ``L_del(M) - L_ins(M)`` along the same integrated-gradient path, expressed in units
-   of its largest gradient, plus ``l1 * mean(|1 - M|)`` (area-weighted: a large superpixel costs more), and
-   steps with :class:`~lvlm_heat.optim.IGOSNesterov`. No TV term: neighbouring superpixels meet at the
-   image's edges, where a step in the mask is what a sharp map needs.
+3. each iteration plays ``L_del(M) - L_ins(M)`` along the same integrated-gradient path. Its gradient per
+   superpixel, divided by the superpixel's area (a gradient per pixel, so a small superpixel moves as fast
+   as a large one), is expressed in units of its largest so far; the L1 term ``l1 * mean(|1 - M|)`` then
+   adds ``-l1`` per pixel, so a superpixel that matters less than ``l1`` times the most important one drifts
+   back to 1. The step is a plain projected one, the largest move ``step_size``, without momentum.
+   No TV term: neighbouring superpixels meet at the image's edges, where a step in the mask is what a
+   sharp map needs.
 
 With ``iterations 0`` the stage only pools the coarse mask over the superpixels (no forward pass). The
 curves are ranked on the coarse grid's cells by the refined mask's mean over each, exactly as the other
@@ -36,7 +39,6 @@ from lvlm_heat.geometry import upsample_to_image
 from lvlm_heat.losses import l1_term
 from lvlm_heat.methods.superpixels import slic, work_image
 from lvlm_heat.metrics.curves import Curve
-from lvlm_heat.optim import IGOSNesterov
 from lvlm_heat.prepare import Prepared
 
 
@@ -79,6 +81,7 @@ class SuperpixelRefiner(LightningModule):
         self.labels = labels.to(device)
         start = upsample_to_image(coarse.detach().float().to(device), tuple(labels.shape))
         self.values = nn.Parameter(segment_means(start, self.labels))  # (G, K), 1 = keep
+        self.areas = torch.bincount(self.labels.flatten(), minlength=self.values.shape[1]).clamp_min(1).float()
         self.groups = prepared.groups.to(device).float()  # (G, T)
         self.automatic_optimization = False
         self.score_scale: Tensor | None = None  # (G, 1)
@@ -90,8 +93,9 @@ class SuperpixelRefiner(LightningModule):
         return render(self.values.clamp(0, 1), self.labels)
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
-        return IGOSNesterov([self.values], step_size=self.config.step_size, momentum=self.optim.momentum,
-                            independent_slices=len(self.values) > 1)
+        # plain projected steps, no momentum: IGOSNesterov's momentum runs on the unclamped iterate, so a value held
+        # at 1 is pulled back below it on the next step, and the map's faint background flickers from step to step
+        return torch.optim.SGD([self.values], lr=1.0)
 
     def _noise(self, pixels: dict[str, Tensor], iteration: int, first: int) -> dict[str, Tensor]:
         """Seeded noise per (iteration, composite), apart from the coarse stage's draws."""
@@ -129,15 +133,25 @@ class SuperpixelRefiner(LightningModule):
             scores[first:last] = chunk.detach().float().cpu()
 
         self.scorer.in_chunks(len(group), run)
+        # per pixel of each superpixel (a preconditioned step: small superpixels move as fast as large ones), in
+        # units of the largest so far; the L1 term adds the same -l1 per pixel everywhere below 1
         grad = self.values.grad
-        peaks = grad.abs().amax(1, keepdim=True)
+        density = grad / self.areas
+        peaks = density.abs().amax(1, keepdim=True)
         if self.score_scale is not None:
             peaks = torch.maximum(peaks, self.score_scale)
         self.score_scale = torch.where(peaks > 0, peaks, torch.ones_like(peaks))
-        grad.div_(self.score_scale)
-        sparsity = torch.stack([l1_term(mask) for mask in self.masks()])  # (G,) area-weighted
-        self.manual_backward(self.config.l1 * sparsity.sum())
+        with torch.no_grad():
+            sparsity = torch.stack([l1_term(mask) for mask in self.masks()])  # (G,) for the log
+            grad.copy_(density / self.score_scale - self.config.l1)
+            # a value held at a bound and pushed past it cannot move: it must not set the step
+            values = self.values
+            grad.masked_fill_(((values >= 1) & (grad < 0)) | ((values <= 0) & (grad > 0)), 0)
+            # relative step: the value pushed hardest moves by step_size (per group)
+            grad.mul_(self.config.step_size / grad.abs().amax(1, keepdim=True).clamp_min(1e-12))
         optimizer.step()
+        with torch.no_grad():
+            self.values.clamp_(0, 1)
         deletion = scores[(group.cpu() == 0) & ~insertion.cpu()].sum().item() / n
         inserted = scores[(group.cpu() == 0) & insertion.cpu()].sum().item() / n
         record = {"refine/deletion": deletion, "refine/insertion": inserted, "refine/l1": float(sparsity[0].detach()),

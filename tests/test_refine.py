@@ -40,10 +40,20 @@ def test_segment_means_and_render_round_trip():
 def test_the_refined_map_puts_more_of_its_mass_in_the_box_than_the_coarse_one():
     config = ExplainConfig(optim=OPTIM)
     prepared, coarse = _coarse(RedBoxAdapter(RED), config)
-    refined = refine_mask(prepared, coarse, config.optim, RefineConfig(stage="superpixel", iterations=3, l1=30))
+    refined = refine_mask(prepared, coarse, config.optim, RefineConfig(stage="superpixel", iterations=3))
     before, after = box_mass(_saliency(coarse.masks), RED), box_mass(_saliency(refined.masks), RED)
     assert pointing_hit(_saliency(refined.masks), RED)
     assert after > before + 0.1 and after > 0.6, (before, after)
+
+
+def test_the_box_mass_does_not_fall_from_one_iteration_to_the_next():
+    # momentum on the unclamped iterate once pulled background values held at 1 back below it every other step
+    config = ExplainConfig(optim=OPTIM)
+    prepared, coarse = _coarse(RedBoxAdapter(RED), config)
+    masses = [box_mass(_saliency(refine_mask(prepared, coarse, config.optim, RefineConfig(
+        stage="superpixel", iterations=k)).masks), RED) for k in (1, 2, 3, 4)]
+    assert all(later >= earlier - 0.01 for earlier, later in zip(masses, masses[1:])), masses
+    assert masses[-1] > 0.95
 
 
 def test_the_fine_stage_costs_two_games_per_iteration_and_pooling_costs_nothing():
@@ -64,7 +74,7 @@ def test_the_pipeline_refines_only_when_asked():
     query = Query(red_box_scene(box=RED), "What color is it?", bbox=RED)
     plain = explain_pair(RedBoxAdapter(RED), query, ExplainConfig(optim=OPTIM))
     refined = explain_pair(RedBoxAdapter(RED), query, ExplainConfig(optim=OPTIM, refine=RefineConfig(
-        stage="superpixel", iterations=2, l1=30)))
+        stage="superpixel", iterations=2)))
     assert plain.methods[0].grid.shape == (16, 16) and refined.methods[0].grid.shape == (64, 64)
     assert refined.saliency.shape == (64, 64) and refined.pointing_hit
     assert refined.box_mass > plain.box_mass
@@ -73,7 +83,7 @@ def test_the_pipeline_refines_only_when_asked():
 
 
 def test_each_word_is_refined_on_its_own_tokens():
-    config = ExplainConfig(maps="per_word", optim=OPTIM, refine=RefineConfig(stage="superpixel", l1=30))
+    config = ExplainConfig(maps="per_word", optim=OPTIM, refine=RefineConfig(stage="superpixel"))
     record = explain_pair(ColourWordsAdapter(RED, GREEN), Query(red_box_scene(box=RED), "q"), config)
     words = {w.word.strip(): torch.from_numpy(w.saliency) for w in record.words}
     assert pointing_hit(words["red"], RED) and pointing_hit(words["green"], GREEN)
