@@ -194,11 +194,17 @@ class RefineConfig:
     """Sparsity, per pixel, in units of the largest score gradient per pixel: a superpixel that matters less than
     this fraction of the most important one is pushed back to 1 (kept), which clears the coarse mask's halo."""
 
+    coarse_share: float = 0.01
+    """Share of the coarse mask in the map, ``(1 - s) refined + s coarse``: a small share orders what the fine stage
+    leaves tied (superpixels it removed alike, the background it cleared) by the coarse mask, for the peak and
+    the curves."""
+
     def __post_init__(self) -> None:
         if self.stage not in ("none", "superpixel"):
             raise ValueError(f"refine.stage is none or superpixel, got {self.stage!r}")
         _at_least("refine.", self, 0, "iterations", "l1")
         _at_least("refine.", self, 2, "segments")
+        _fraction("refine.", self, "coarse_share")
         if self.step_size <= 0 or self.compactness <= 0:
             raise ValueError("refine.step_size and refine.compactness must be positive")
 

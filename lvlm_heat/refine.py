@@ -81,6 +81,7 @@ class SuperpixelRefiner(LightningModule):
         self.labels = labels.to(device)
         start = upsample_to_image(coarse.detach().float().to(device), tuple(labels.shape))
         self.values = nn.Parameter(segment_means(start, self.labels))  # (G, K), 1 = keep
+        self.start = start  # (G, 1, H, W) the coarse masks on the work grid
         self.areas = torch.bincount(self.labels.flatten(), minlength=self.values.shape[1]).clamp_min(1).float()
         self.groups = prepared.groups.to(device).float()  # (G, T)
         self.automatic_optimization = False
@@ -91,6 +92,13 @@ class SuperpixelRefiner(LightningModule):
     def masks(self) -> Tensor:
         """``(G, 1, H, W)`` the rendered masks on the work grid."""
         return render(self.values.clamp(0, 1), self.labels)
+
+    def final_masks(self) -> Tensor:
+        """``(G, 1, H, W)`` the maps' masks: ``(1 - s)`` the refined mask ``+ s`` the coarse one (``s`` =
+        ``coarse_share``), so what the fine stage leaves tied (superpixels it removed alike, the background it
+        cleared) is ordered by the coarse mask, for the peak and the curves alike."""
+        share = self.config.coarse_share
+        return ((1 - share) * self.masks() + share * self.start).detach()
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         # plain projected steps, no momentum: IGOSNesterov's momentum runs on the unclamped iterate, so a value held
@@ -161,7 +169,7 @@ class SuperpixelRefiner(LightningModule):
         return torch.tensor(deletion - optim.insertion_weight * inserted)
 
     def test_step(self, batch: Tensor, batch_idx: int) -> None:
-        masks = self.masks().detach()
+        masks = self.final_masks()
         ranking = F.adaptive_avg_pool2d(masks, self.scorer.grid)  # (G, 1, h, w), low = important
         self.curves = [self.scorer.curves(ranking[g : g + 1], self.groups[g].bool(), *self.prepared.probabilities[g],
                                           self.optim.curve_steps) for g in range(len(masks))]
@@ -204,5 +212,5 @@ def refine_mask(prepared: Prepared, coarse: OptimisedMask, optim: OptimConfig, c
     passes, seconds = prepared.scorer.passes - before, prepared.clock.laps["refine"] - start
     Trainer(**settings).test(module, dataloaders=DataLoader([0], batch_size=None), verbose=False)
     prepared.clock.lap("curves")
-    return OptimisedMask(module.masks().detach(), module.curves, coarse.history + module.history,
+    return OptimisedMask(module.final_masks(), module.curves, coarse.history + module.history,
                          coarse.passes + passes, coarse.seconds + seconds)

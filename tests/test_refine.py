@@ -9,7 +9,7 @@ from toy import ColourWordsAdapter, RedBoxAdapter, red_box_scene
 from lvlm_heat.config import ExplainConfig, OptimConfig, RefineConfig
 from lvlm_heat.data import Query
 from lvlm_heat.explainer import optimise_mask
-from lvlm_heat.geometry import grid_to_image
+from lvlm_heat.geometry import grid_to_image, upsample_to_image
 from lvlm_heat.metrics.functional import box_mass, pointing_hit
 from lvlm_heat.pipeline import explain_pair
 from lvlm_heat.prepare import prepare
@@ -59,7 +59,8 @@ def test_the_box_mass_does_not_fall_from_one_iteration_to_the_next():
 def test_the_fine_stage_costs_two_games_per_iteration_and_pooling_costs_nothing():
     config = ExplainConfig(optim=OPTIM)
     prepared, coarse = _coarse(RedBoxAdapter(RED), config)
-    pooled = refine_mask(prepared, coarse, config.optim, RefineConfig(stage="superpixel", iterations=0))
+    pooled = refine_mask(prepared, coarse, config.optim, RefineConfig(stage="superpixel", iterations=0,
+                                                                      coarse_share=0))
     assert pooled.passes == coarse.passes and len(pooled.history) == len(coarse.history)
     labels = superpixel_labels(prepared, RefineConfig())
     assert pooled.masks.shape == (1, 1, *labels.shape)
@@ -89,8 +90,19 @@ def test_each_word_is_refined_on_its_own_tokens():
     assert pointing_hit(words["red"], RED) and pointing_hit(words["green"], GREEN)
 
 
+def test_a_share_of_the_coarse_mask_orders_what_the_fine_stage_leaves_tied():
+    config = ExplainConfig(optim=OPTIM)
+    prepared, coarse = _coarse(RedBoxAdapter(RED), config)
+    pure = refine_mask(prepared, coarse, config.optim, RefineConfig(stage="superpixel", coarse_share=0))
+    mixed = refine_mask(prepared, coarse, config.optim, RefineConfig(stage="superpixel", coarse_share=0.01))
+    start = upsample_to_image(coarse.masks, tuple(pure.masks.shape[-2:]))
+    assert torch.allclose(mixed.masks, 0.99 * pure.masks + 0.01 * start, atol=1e-6)
+    cleared = pure.masks == 1  # the background the fine stage cleared: one tie in the pure map, ordered in the mixed
+    assert cleared.sum() > 100 and mixed.masks[cleared].unique().numel() > 10
+
+
 @pytest.mark.parametrize("field, value", [("stage", "fine"), ("iterations", -1), ("segments", 1), ("step_size", 0.0),
-                                          ("l1", -1.0)])
+                                          ("l1", -1.0), ("coarse_share", 1.5)])
 def test_refine_settings_are_checked(field, value):
     with pytest.raises(ValueError, match="refine"):
         RefineConfig(**{field: value})
