@@ -193,7 +193,6 @@ class RefineConfig:
     l1: float = 0.2
     """Sparsity, per pixel, in units of the largest score gradient per pixel: a superpixel that matters less than
     this fraction of the most important one is pushed back to 1 (kept), which clears the coarse mask's halo."""
-
     coarse_share: float = 0.01
     """Share of the coarse mask in the map, ``(1 - s) refined + s coarse``: a small share orders what the fine stage
     leaves tied (superpixels it removed alike, the background it cleared) by the coarse mask, for the peak and
@@ -330,12 +329,16 @@ class ExplainConfig:
 
 def result_settings(settings: dict) -> dict:
     """An :class:`ExplainConfig` as a dict (``asdict``, or a record's ``settings``) without what changes no result:
-    the batch size.
+    the batch size, and the fine stage's settings while it is off (so records written before it existed still match).
 
-    >>> result_settings({"baseline": "blur", "optim": {"iterations": 5, "batch_size": 16}})
+    >>> result_settings({"baseline": "blur", "optim": {"iterations": 5, "batch_size": 16},
+    ...                  "refine": {"stage": "none", "l1": 0.2}})
     {'baseline': 'blur', 'optim': {'iterations': 5}}
     """
-    return {**settings, "optim": {k: v for k, v in settings.get("optim", {}).items() if k != "batch_size"}}
+    kept = {**settings, "optim": {k: v for k, v in settings.get("optim", {}).items() if k != "batch_size"}}
+    if kept.get("refine", {}).get("stage", "none") == "none":
+        kept.pop("refine", None)
+    return kept
 
 
 @dataclass

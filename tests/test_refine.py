@@ -106,3 +106,15 @@ def test_a_share_of_the_coarse_mask_orders_what_the_fine_stage_leaves_tied():
 def test_refine_settings_are_checked(field, value):
     with pytest.raises(ValueError, match="refine"):
         RefineConfig(**{field: value})
+
+
+def test_a_record_from_before_the_fine_stage_still_matches_while_it_is_off():
+    from dataclasses import asdict
+
+    from lvlm_heat.config import result_settings
+
+    today = asdict(ExplainConfig())
+    before = {key: value for key, value in today.items() if key != "refine"}
+    assert result_settings(before) == result_settings(today)
+    refined = asdict(ExplainConfig(refine=RefineConfig(stage="superpixel")))
+    assert result_settings(refined) != result_settings(today)
