@@ -33,6 +33,7 @@ from lvlm_heat.metrics.curves import Curve
 from lvlm_heat.metrics.functional import box_mass, pointing_hit
 from lvlm_heat.prepare import Prepared, prepare
 from lvlm_heat.record import EXPLAINED, NOT_GROUNDED, ExplanationRecord, ImageMap, MethodMap, WordMap
+from lvlm_heat.refine import refine_mask
 from lvlm_heat.reporting.console import quiet_libraries
 from lvlm_heat.reporting.progress import IterationProgress
 from lvlm_heat.reporting.tensorboard import PairLogger, SaliencyImageLogger
@@ -100,8 +101,12 @@ def _optimised(prepared: Prepared, config: ExplainConfig, log_dir: Path | None, 
         callbacks.append(IterationProgress())
     logger = PairLogger(Path(log_dir) / query.folder) if log_dir is not None else None
     smoothness = config.video.smoothness if query.video else 0.0
+    refined = config.refine.stage != "none"
+    skip_curves = {"limit_test_batches": 0} if refined else {}  # the fine stage draws the curves of its own masks
     optimised = optimise_mask(prepared, config.optim, initial, smoothness, logger=logger, callbacks=callbacks,
-                              trainer_overrides=trainer_overrides)
+                              trainer_overrides={**(trainer_overrides or {}), **skip_curves})
+    if refined:
+        optimised = refine_mask(prepared, optimised, config.optim, config.refine, trainer_overrides=trainer_overrides)
     # one image: (h, w) per group; several: (images, h, w), every image's cells on one scale
     grids = [(1 - (mask[0] if len(mask) == 1 else mask)).float().cpu().numpy() for mask in optimised.masks]
     return _Maps("igos", grids, optimised.curves, warm_passes + optimised.passes, warm_seconds + optimised.seconds,

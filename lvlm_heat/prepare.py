@@ -98,6 +98,9 @@ def prepare(adapter: Adapter, query: Query, config: ExplainConfig) -> Prepared:
     query.extra_images = [extra if extra.mode == "RGB" else extra.convert("RGB") for extra in query.extra_images]
     baseline = make_baseline(image, config.baseline, seed=config.optim.seed)
     several = bool(query.extra_images)
+    if several and config.refine.stage != "none":
+        raise LvlmHeatError("--refine.stage superpixel refines one image at a time: leave it off for several images "
+                            "or a clip")
     if several and config.maps == "per_word":
         raise LvlmHeatError("--maps per_word explains one image at a time: use the joint map for several images or "
                             "a clip")

@@ -21,7 +21,7 @@ from toy import ImageListAdapter, RedBoxAdapter, plain_scene, red_box_scene
 from lvlm_heat.adapters.base import blend, project_masks
 from lvlm_heat.baseline import make_baseline
 from lvlm_heat.cli import main
-from lvlm_heat.config import ExplainConfig, OptimConfig, SelectionConfig, VideoConfig
+from lvlm_heat.config import ExplainConfig, OptimConfig, RefineConfig, SelectionConfig, VideoConfig, result_settings
 from lvlm_heat.data import Query
 from lvlm_heat.errors import LvlmHeatError
 from lvlm_heat.losses import temporal_smoothness
@@ -114,6 +114,7 @@ def test_an_adapter_without_several_images_says_so_in_one_line():
 @pytest.mark.parametrize(("changes", "message"), [
     ({"method": "igos,superpixel"}, "--method superpixel explains one image at a time"),
     ({"maps": "per_word"}, "--maps per_word explains one image at a time"),
+    ({"refine": RefineConfig(stage="superpixel")}, "--refine.stage superpixel refines one image at a time"),
 ])
 def test_what_explains_one_image_at_a_time_says_so(changes, message):
     query = Query(red_box_scene(), "?", extra_images=[plain_scene()])
@@ -289,3 +290,13 @@ def test_the_python_api_takes_a_list_of_images_and_reuses_the_finished_pair(tmp_
     assert again.seconds == record.seconds and again.images[1].image is not None  # read back, not explained again
     shares = pair_data(tmp_path / "out", again, 0)["shares"]
     assert [name for name, _ in shares] == ["image 1", "image 2"]
+
+
+def test_clip_settings_change_the_results_identity_only_when_they_are_not_the_defaults():
+    """A record written before clips existed has no ``video`` settings, and still matches the defaults."""
+    from dataclasses import asdict
+
+    before = {k: v for k, v in asdict(ExplainConfig()).items() if k != "video"}
+    assert result_settings(asdict(ExplainConfig())) == result_settings(before)
+    assert result_settings(asdict(ExplainConfig(video=VideoConfig(path="a.mp4")))) == result_settings(before)
+    assert result_settings(asdict(ExplainConfig(video=VideoConfig(frames=4)))) != result_settings(before)
