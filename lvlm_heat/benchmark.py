@@ -264,6 +264,7 @@ def measure(adapter: Adapter, query: Query, explain: ExplainConfig | None, repea
         "batch_size_chosen_by": "probe" if config.optim.batch_size == "auto" else "setting",
         "batch_size_probe_seconds": probe_seconds,
         "composites": optimise_composites + curve_composites,
+        "refine_composites": resolved.refine.iterations * 2 * optim.ig_iter if resolved.refine.stage != "none" else 0,
         "seconds_per_iteration": batched["seconds_optimise"] / optim.iterations,
         **batched,
         "bare_seconds_forward_backward": bare_fb,
