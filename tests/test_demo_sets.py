@@ -67,7 +67,8 @@ def test_the_demo_evaluation_reports_an_instrument_beside_the_demo_sets(capsys):
     """``lvlm-heat demo --splits '[heldout, textured]'``: the instrument scored as ``lvlm-heat instruments`` scores
     it, every peak placed by the same rule."""
     from lvlm_heat import ExplainConfig, ModelConfig, OptimConfig
-    from lvlm_heat.demo.evaluate import placement, run_evaluation
+    from lvlm_heat.demo.evaluate import run_evaluation
+    from lvlm_heat.demo.scoring import placement
 
     config = ExplainConfig(optim=OptimConfig(iterations=1, ig_iter=2, mask_size=4, curve_steps=4))
     demo, textured = run_evaluation(ModelConfig(device="cpu"), ["heldout", "textured"], pairs=2, explain=config)

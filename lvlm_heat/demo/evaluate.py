@@ -31,10 +31,10 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 import numpy as np
-import torch
 from PIL import Image
 
 from lvlm_heat.config import ExplainConfig, ModelConfig
+from lvlm_heat.demo.scoring import placement, word_probabilities
 from lvlm_heat.demo.synthetic import (
     HELDOUT_SEED,
     SCENE_SIZE,
@@ -45,13 +45,11 @@ from lvlm_heat.demo.synthetic import (
     make_scene,
     paint_out,
 )
-from lvlm_heat.metrics.functional import box_mass, pointing_hit
 from lvlm_heat.metrics.statistics import paired_difference
 
 Split = Literal["heldout", "large", "wide", "tall", "crowded"]
 Instrument = Literal["textured", "small_large", "distractors"]
 """The grounded instruments of :mod:`lvlm_heat.demo.instruments`, which ``lvlm-heat demo --splits`` may name too."""
-Box = tuple[int, int, int, int]
 FILLER = frozenset({"the", "is", "a", "object"})
 FIRST_INDEX = 20_000  # apart from the slow test's held-out pairs (10 000 on)
 
@@ -90,18 +88,6 @@ def make_pair(split: Split, index: int, first_index: int = FIRST_INDEX) -> Groun
         canvas.paste(scene.image, (dx, dy))
         return _moved(scene, qa, canvas, dx, dy, 1.0)
     return _moved(scene, qa, scene.image, 0, 0, 1.0)
-
-
-@torch.no_grad()
-def word_probabilities(adapter, pair: GroundedPair, images: list[Image.Image]) -> list[float]:
-    """Probability of the answer word (the last answer token) on each of ``images``."""
-    answer = adapter.encode_answer(pair.qa.answer)
-    probabilities = []
-    for image in images:
-        prepared = adapter.prepare(pair.image, image, pair.qa.question, answer)
-        log_probs = adapter.answer_log_probs(prepared, {k: v[None] for k, v in prepared.baseline.items()})
-        probabilities.append(float(log_probs[0, -1].exp()))
-    return probabilities
 
 
 def is_grounded(adapter, pair: GroundedPair) -> bool:
@@ -195,15 +181,6 @@ def _versus(found: dict[str, list[dict[str, Any]]]) -> dict[str, dict[str, Any]]
             figures[key] = {"difference": difference.to_dict(), "better": better, "winner": winner}
         out[second] = figures
     return out
-
-
-def placement(saliency: np.ndarray, target: Box, others: tuple[Box, ...]) -> dict[str, Any]:
-    """Where a map's peak lies, scored alike on the demo sets and the instruments: on the queried object
-    (``on_target``), else on another object (``on_other``), and the map's mass in the queried box."""
-    saliency = torch.from_numpy(saliency)
-    on_target = pointing_hit(saliency, target)
-    return {"on_target": on_target, "on_other": not on_target and any(pointing_hit(saliency, b) for b in others),
-            "box_mass": box_mass(saliency, target)}
 
 
 def _placed(method: Any, pair: GroundedPair, unstable: bool) -> dict[str, Any]:

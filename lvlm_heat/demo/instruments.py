@@ -41,7 +41,7 @@ import torch
 from PIL import Image, ImageDraw
 
 from lvlm_heat.config import ExplainConfig, ModelConfig
-from lvlm_heat.demo.evaluate import placement, word_probabilities
+from lvlm_heat.demo.scoring import placement, word_probabilities
 from lvlm_heat.demo.synthetic import COLOR_NAMES, COLORS, SHAPES, GroundedQuestion, Scene, SceneObject, ask
 from lvlm_heat.metrics.statistics import compare_methods
 
