@@ -77,7 +77,7 @@ def write_pair_outputs(folder: Path, record: ExplanationRecord) -> None:
     """
     folder.mkdir(parents=True, exist_ok=True)
     if record.saliency is not None:
-        _write_maps(folder, record)
+        _write_maps(folder, record, overlay=not record.images)  # several images: _write_images draws overlay.png
     if record.images and record.saliency is not None:
         _write_images(folder, record)
     for method in record.methods[1:]:
@@ -85,14 +85,15 @@ def write_pair_outputs(folder: Path, record: ExplanationRecord) -> None:
     write_json_atomic(folder / RESULT, record.to_dict())
 
 
-def _write_maps(folder: Path, record: ExplanationRecord) -> None:
-    """One explainer's files: its map, overlay, curves and per-word maps."""
+def _write_maps(folder: Path, record: ExplanationRecord, overlay: bool = True) -> None:
+    """One explainer's files: its map, overlay (unless ``overlay`` is false), curves and per-word maps."""
     from lvlm_heat.reporting.figures import curves_figure, overlay_figure, word_figure, words_figure
 
     folder.mkdir(parents=True, exist_ok=True)
     image = record.image
     np.save(folder / "saliency.npy", _stored(record.saliency_grid, record.saliency))
-    _save(overlay_figure(image, record), folder / "overlay.png")
+    if overlay:
+        _save(overlay_figure(image, record), folder / "overlay.png")
     _save(curves_figure(record.deletion, record.insertion, record.unstable), folder / "curves.png")
     if record.words:
         for word in record.words:
