@@ -42,7 +42,8 @@ class Explainer:
 
     Args:
         model: Hub id, local folder saved with ``save_pretrained``, or a shipped demo model: ``"demo"``
-            (LLaVA format, the default) or ``"demo-qwen2-vl"``; or a whole :class:`~lvlm_heat.config.ModelConfig`.
+            (LLaVA format, the default), ``"demo-qwen2-vl"`` or ``"demo-llava-l2"``; or a whole
+            :class:`~lvlm_heat.config.ModelConfig`.
         precision: ``auto`` (bf16/fp16 on a GPU, fp32 on the CPU), ``fp32``, ``bf16`` or ``fp16``.
         device: ``auto``, ``cpu``, ``cuda`` or ``cuda:N``.
         adapter: Import path of an adapter class, to override auto-detection.

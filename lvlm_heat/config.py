@@ -56,7 +56,7 @@ class ModelConfig:
 
     model: str = "demo"
     """Hugging Face hub id, local folder saved with ``save_pretrained``, or a shipped demo model: ``demo``
-    (LLaVA format) or ``demo-qwen2-vl``."""
+    (LLaVA format), ``demo-qwen2-vl`` or ``demo-llava-l2`` (LLaVA reading the second-to-last vision layer)."""
     adapter: str | None = None
     """Adapter class for models the auto-detection does not know: an import path (``package.module.Class``),
     or ``cambrian`` / ``mgm`` for the research models run through their upstream packages."""

@@ -11,5 +11,6 @@ from pathlib import Path
 
 DEMO_DIR = Path(__file__).parent
 DEMO_MODEL = DEMO_DIR / "llava_demo"  # the default model
-DEMO_MODELS = {"demo": DEMO_MODEL, "demo-qwen2-vl": DEMO_DIR / "qwen2_vl_demo"}  # names accepted as a model
+DEMO_MODELS = {"demo": DEMO_MODEL, "demo-qwen2-vl": DEMO_DIR / "qwen2_vl_demo",
+               "demo-llava-l2": DEMO_DIR / "llava_l2_demo"}  # names accepted as a model
 DEMO_PAIRS = DEMO_DIR / "pairs" / "pairs.jsonl"

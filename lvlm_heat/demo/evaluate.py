@@ -221,8 +221,8 @@ def run_evaluation(
     """Localisation of the explainer on grounded demo sets.
 
     Args:
-        model: A demo model (``--model demo``, ``demo-qwen2-vl``) or a checkpoint trained on the demo task (the
-            model flags of ``lvlm-heat explain``; the CPU by default).
+        model: A demo model (``--model demo``, ``demo-qwen2-vl``, ``demo-llava-l2``) or a checkpoint trained on the
+            demo task (the model flags of ``lvlm-heat explain``; the CPU by default).
         splits: Sets to evaluate (default: every demo set); an instrument's name (``textured``, ``small_large``,
             ``distractors``) adds that instrument, scored as ``lvlm-heat instruments`` scores it (its own pairs from
             0, the causal ceiling, every explainer against the first).

@@ -1,4 +1,4 @@
-"""The two demo model formats, built untrained: a tiny LLaVA-1.5 and a tiny Qwen2-VL.
+"""The demo model formats, built untrained: two tiny LLaVA-1.5s and a tiny Qwen2-VL.
 
 Both share one word-level vocabulary, the widths of every layer (128 wide, 4 heads, 4 vision
 and 3 text layers) and 8 px patches; they differ in chat format, image preprocessing and vision
@@ -167,7 +167,7 @@ class DemoFamily(ABC):
 
 
 class LlavaDemo(DemoFamily):
-    """LLaVA-1.5 format: CLIP-style tower, resize + centre crop to 64 px, 64 image tokens."""
+    """LLaVA-1.5 format: CLIP-style tower, resize + centre crop to 64 px, 64 image tokens from the last layer."""
 
     name = "llava"
     out = DEMO_MODELS["demo"]
@@ -176,20 +176,26 @@ class LlavaDemo(DemoFamily):
     eos = "</s>"
     image_token = "<image>"
     markers = ("<image>",)
-    grid = INPUT_SIZE // PATCH
+    input_size = INPUT_SIZE
+    patch = PATCH
+    feature_layer = -1  # the vision layer whose output the language model reads (LLaVA's vision_feature_layer)
+
+    @property
+    def grid(self) -> int:
+        return self.input_size // self.patch
 
     def processor(self):
         from transformers import CLIPImageProcessor, LlavaProcessor
 
         image_processor = CLIPImageProcessor(
-            size={"shortest_edge": INPUT_SIZE},
-            crop_size={"height": INPUT_SIZE, "width": INPUT_SIZE},
+            size={"shortest_edge": self.input_size},
+            crop_size={"height": self.input_size, "width": self.input_size},
             do_center_crop=True,
         )
         return LlavaProcessor(
             image_processor=image_processor,
             tokenizer=self.tokenizer(),
-            patch_size=PATCH,
+            patch_size=self.patch,
             vision_feature_select_strategy="default",
             num_additional_image_tokens=1,
             chat_template=LLAVA_CHAT_TEMPLATE,
@@ -200,12 +206,13 @@ class LlavaDemo(DemoFamily):
 
         vision = CLIPVisionConfig(
             hidden_size=WIDTH, intermediate_size=4 * WIDTH, num_hidden_layers=VISION_LAYERS, num_attention_heads=HEADS,
-            image_size=INPUT_SIZE, patch_size=PATCH, projection_dim=WIDTH,
+            image_size=self.input_size, patch_size=self.patch, projection_dim=WIDTH,
         )
         text = LlamaConfig(max_position_embeddings=256, **_text_config(tokenizer))
         config = LlavaConfig(
             vision_config=vision, text_config=text, image_token_index=tokenizer.convert_tokens_to_ids(self.image_token),
-            image_seq_length=self.grid**2, vision_feature_select_strategy="default", vision_feature_layer=-1,
+            image_seq_length=self.grid**2, vision_feature_select_strategy="default",
+            vision_feature_layer=self.feature_layer,
         )
         return LlavaForConditionalGeneration(config)
 
@@ -222,7 +229,21 @@ class LlavaDemo(DemoFamily):
         return {"pixel_values": pixels[index]}
 
     def features(self, model, pixels: Tensor, index) -> Tensor:
-        return self.tower(model)(pixel_values=pixels[index]).last_hidden_state[:, 1:]  # without the CLS token
+        # the layer the language model reads, without the CLS token
+        out = self.tower(model)(pixel_values=pixels[index], output_hidden_states=self.feature_layer != -1)
+        states = out.last_hidden_state if self.feature_layer == -1 else out.hidden_states[self.feature_layer]
+        return states[:, 1:]
+
+
+class LlavaLayerDemo(LlavaDemo):
+    """LLaVA-1.5's other choices: the second-to-last vision layer's output, and 12 px patches on a 96 px crop
+    (64 image tokens, each over a larger part of the scene)."""
+
+    name = "llava_l2"
+    out = DEMO_MODELS["demo-llava-l2"]
+    input_size = 96
+    patch = 12
+    feature_layer = -2
 
 
 class QwenDemo(DemoFamily):
@@ -297,4 +318,4 @@ class QwenDemo(DemoFamily):
         return {"mm_token_type_ids": (input_ids == image_id).long()}  # M-RoPE needs to know the image tokens
 
 
-FAMILIES = {family.name: family for family in (LlavaDemo(), QwenDemo())}
+FAMILIES = {family.name: family for family in (LlavaDemo(), QwenDemo(), LlavaLayerDemo())}
