@@ -33,20 +33,22 @@ import json
 import math
 import statistics
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 import numpy as np
 import torch
 from PIL import Image, ImageDraw
 
-from lvlm_heat.config import ExplainConfig, ModelConfig
+from lvlm_heat.config import ExplainConfig, ModelConfig, SelectionConfig
 from lvlm_heat.demo.scoring import placement, word_probabilities
 from lvlm_heat.demo.synthetic import COLOR_NAMES, COLORS, SHAPES, GroundedQuestion, Scene, SceneObject, ask
-from lvlm_heat.metrics.statistics import compare_methods
+from lvlm_heat.metrics.functional import pointing_hit
+from lvlm_heat.metrics.statistics import compare_methods, paired_difference
+from lvlm_heat.sanity.randomisation import WeightSnapshot, randomise_
 
-__all__ = ["INSTRUMENTS", "DrawnScene", "InstrumentPair", "evaluate_instrument", "make_instrument_pair",
-           "object_drops", "run_instruments", "summarise"]
+__all__ = ["INSTRUMENTS", "DrawnScene", "InstrumentPair", "evaluate_instrument", "evaluate_randomised",
+           "make_instrument_pair", "object_drops", "run_instruments", "summarise"]
 
 Instrument = Literal["textured", "small_large", "distractors"]
 INSTRUMENTS: tuple[str, ...] = ("textured", "small_large", "distractors")
@@ -354,6 +356,63 @@ def evaluate_instrument(explainer, name: Instrument, pairs: int, first_index: in
     return summarise(name, details, explainer.config.methods)
 
 
+RANDOMISATION_SEED = 2299
+"""Seed of the randomised weights (:func:`evaluate_randomised`)."""
+
+
+def evaluate_randomised(explainer, name: Instrument, pairs: int, first_index: int = 0,
+                        seed: int = RANDOMISATION_SEED) -> dict[str, Any]:
+    """The first explainer's maps on a model whose every parameter is randomised: are they at chance?
+
+    A map that explains the model must lose the object when what the model learnt is gone (the last step of
+    cascading parameter randomisation, :mod:`lvlm_heat.sanity.randomisation`). Every drawn pair is explained
+    (a randomised model grounds nothing), always the answer word: the model-dependent selection rules would
+    select nothing. Chance is a peak on an object drawn at random from the scene's objects: per pair, the
+    share of its objects whose box holds the peak. The weights are put back exactly afterwards.
+
+    Returns:
+        ``pairs``, ``maps``, ``on_target`` (peaks on the queried object, over the maps), ``on_random_object``
+        (chance, over the same maps), ``difference`` (their paired difference with its bootstrap interval) and
+        per-pair ``details``.
+    """
+    model, base = explainer.adapter.model, explainer.config
+    method = base.methods[0]
+    details = []
+    with WeightSnapshot(model).kept():
+        randomise_(list(model.parameters()), torch.Generator().manual_seed(seed))
+        for index in range(first_index, first_index + pairs):
+            pair = make_instrument_pair(name, index)
+            word = pair.qa.answer.split()[-1]
+            explainer.config = replace(base, method=method, select=SelectionConfig(rule="words", words=[word]))
+            try:
+                record = explainer.explain(pair.image, pair.qa.question, pair.qa.answer)
+            finally:
+                explainer.config = base
+            found = next((m for m in record.methods if m.saliency is not None), None)
+            row: dict[str, Any] = {"index": index, "answer": pair.qa.answer, "mapped": found is not None}
+            if found is not None:
+                saliency = torch.from_numpy(found.saliency)
+                boxes = (pair.target, *pair.others)
+                row |= {"on_target": pointing_hit(saliency, pair.target),
+                        "on_random_object": sum(pointing_hit(saliency, box) for box in boxes) / len(boxes)}
+            details.append(row)
+    mapped = [row for row in details if row["mapped"]]
+    difference = paired_difference([r["on_target"] for r in mapped], [r["on_random_object"] for r in mapped])
+    return {"instrument": name, "randomised": method, "pairs": pairs, "maps": len(mapped),
+            "on_target": sum(r["on_target"] for r in mapped) / len(mapped) if mapped else None,
+            "on_random_object": sum(r["on_random_object"] for r in mapped) / len(mapped) if mapped else None,
+            "difference": difference.to_dict(), "details": details}
+
+
+def describe_randomised(row: dict[str, Any]) -> str:
+    """One line for :func:`evaluate_randomised`'s result."""
+    d = row["difference"]
+    return (f"{row['instrument']} {row['randomised']} on a randomised model: maps {row['maps']}/{row['pairs']}; "
+            f"peak on the queried object {_fmt(row['on_target'])}, on a random object (chance) "
+            f"{_fmt(row['on_random_object'])}; "
+            f"difference {_fmt(d['mean'])} [{_fmt(d['low'])}, {_fmt(d['high'])}]")
+
+
 def _averageable(row: dict[str, Any]) -> dict[str, Any]:
     """``row`` with its AUCs left out (``None``) when their normalisation is unstable."""
     return {**row, "deletion_auc": None, "insertion_auc": None} if row.get("unstable") else row
@@ -422,17 +481,21 @@ def run_instruments(
     first_index: int = 0,
     explain: ExplainConfig | None = None,
     threads: int | None = None,
+    randomised: bool = False,
 ) -> list[dict[str, Any]]:
     """Localisation against the object-level ceiling on instruments never used to choose a setting.
 
     Args:
-        model: A demo model (``--model demo``, ``demo-qwen2-vl``) or a checkpoint trained on the demo task (the CPU
-            by default).
+        model: A demo model (``--model demo``, ``demo-qwen2-vl``, ``demo-llava-l2``) or a checkpoint trained on the
+            demo task (the CPU by default).
         instrument: One instrument, or ``all``.
         pairs: Pairs drawn per instrument (only the causally grounded ones are explained).
         first_index: Index of the first pair in each instrument's stream.
         explain: The explanation settings (the flags of ``lvlm-heat explain``: ``--method igos,superpixel``, ...).
         threads: CPU threads of torch (default: torch's own; on a busy machine 1 is often several times faster).
+        randomised: Also explain every drawn pair with the first explainer on the model with every parameter
+            randomised, and compare its peaks with chance (:func:`evaluate_randomised`); the row gets it under
+            ``randomised``.
 
     Returns:
         One row per instrument, as :func:`evaluate_instrument` gives it (also printed as the last line, in JSON).
@@ -448,6 +511,9 @@ def run_instruments(
     for name in INSTRUMENTS if instrument == "all" else (instrument,):
         row = evaluate_instrument(explainer, name, pairs, first_index)
         print("\n".join(describe(row)), flush=True)
+        if randomised:
+            row["randomised"] = evaluate_randomised(explainer, name, pairs, first_index)
+            print(describe_randomised(row["randomised"]), flush=True)
         results.append(row)
     print(json.dumps(results))
     return results
