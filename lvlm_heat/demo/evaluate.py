@@ -19,8 +19,9 @@ filler word was, and the AUCs. With several explainers (``--method igos,superpix
 one's figures follow on the same pairs, under ``methods`` in the JSON. The last line is one JSON object.
 
 ``--splits`` may also name the instruments of :mod:`lvlm_heat.demo.instruments` (scenes from other generators,
-never used for a choice, each with its causal ceiling): ``--splits '[heldout, textured, small_large,
-distractors]'`` reports the demo's own set and every instrument in one run.
+each with its causal ceiling: ``tuning``, the one settings are chosen on, and three never used for a choice):
+``--splits '[heldout, tuning, textured, small_large, distractors]'`` reports the demo's own set and every
+instrument in one run.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from __future__ import annotations
 import json
 import statistics
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import numpy as np
 from PIL import Image
@@ -48,7 +49,7 @@ from lvlm_heat.demo.synthetic import (
 from lvlm_heat.metrics.statistics import paired_difference
 
 Split = Literal["heldout", "large", "wide", "tall", "crowded"]
-Instrument = Literal["textured", "small_large", "distractors"]
+Instrument = Literal["tuning", "textured", "small_large", "distractors"]
 """The grounded instruments of :mod:`lvlm_heat.demo.instruments`, which ``lvlm-heat demo --splits`` may name too."""
 FILLER = frozenset({"the", "is", "a", "object"})
 FIRST_INDEX = 20_000  # apart from the slow test's held-out pairs (10 000 on)
@@ -223,8 +224,8 @@ def run_evaluation(
     Args:
         model: A demo model (``--model demo``, ``demo-qwen2-vl``, ``demo-llava-l2``) or a checkpoint trained on the
             demo task (the model flags of ``lvlm-heat explain``; the CPU by default).
-        splits: Sets to evaluate (default: every demo set); an instrument's name (``textured``, ``small_large``,
-            ``distractors``) adds that instrument, scored as ``lvlm-heat instruments`` scores it (its own pairs from
+        splits: Sets to evaluate (default: every demo set); an instrument's name (``tuning``, ``textured``,
+            ``small_large``, ``distractors``) adds that instrument, scored as ``lvlm-heat instruments`` scores it (its own pairs from
             0, the causal ceiling, every explainer against the first).
         pairs: Pairs drawn per set (only the grounded ones are explained).
         explain_model_answer: Explain the model's own answer instead of the scene's.
@@ -237,7 +238,7 @@ def run_evaluation(
     explainer = Explainer(model, config=explain or ExplainConfig())
     results = []
     for split in splits or ["heldout", "large", "wide", "tall", "crowded"]:
-        if split in ("textured", "small_large", "distractors"):
+        if split in get_args(Instrument):
             from lvlm_heat.demo.instruments import describe, evaluate_instrument
 
             row = evaluate_instrument(explainer, split, pairs)

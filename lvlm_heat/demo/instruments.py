@@ -11,8 +11,12 @@ behind it); the object whose removal drops ``log p`` of the answer word most is 
 - Its *ceiling hit*: the queried object is the object whose painting-out drops ``log p`` most. The share
   of ceiling hits among causally grounded pairs is as high as a pointing figure can honestly be.
 
-The instruments (questions use the demo's shapes, colours and templates, so the demo models can read them):
+The instruments (questions use the demo's shapes, colours and templates, so the demo models can read them).
+The first is the one settings are chosen on (:data:`TUNING`); the other three are never used for a choice
+(:data:`UNTOUCHED`), and only their figures are quoted:
 
+- ``tuning``: 144 x 144, soft light blotches on a flat light colour, 3-4 objects (one of 14-22 px, the
+  others 24-60 px) that may touch or overlap by a few pixels, shapes and colours free to repeat.
 - ``textured``: 160 x 160, a light, tinted multi-scale noise background, 2-3 objects of 28-48 px apart.
 - ``small_large``: 128 x 128, soft light stripes over a gradient, one object of 68-96 px (over half the
   side) and one or two of 12-20 px.
@@ -43,18 +47,22 @@ from PIL import Image, ImageDraw
 from lvlm_heat.config import ExplainConfig, ModelConfig, SelectionConfig
 from lvlm_heat.demo.scoring import placement, word_probabilities
 from lvlm_heat.demo.synthetic import COLOR_NAMES, COLORS, SHAPES, GroundedQuestion, Scene, SceneObject, ask
-from lvlm_heat.metrics.functional import pointing_hit
+from lvlm_heat.metrics.functional import peak, pointing_hit
 from lvlm_heat.metrics.statistics import compare_methods, paired_difference
 from lvlm_heat.sanity.randomisation import WeightSnapshot, randomise_
 
 __all__ = ["INSTRUMENTS", "DrawnScene", "InstrumentPair", "evaluate_instrument", "evaluate_randomised",
            "make_instrument_pair", "object_drops", "run_instruments", "summarise"]
 
-Instrument = Literal["textured", "small_large", "distractors"]
-INSTRUMENTS: tuple[str, ...] = ("textured", "small_large", "distractors")
-SEEDS = {"textured": 2201, "small_large": 2202, "distractors": 2203}
+Instrument = Literal["tuning", "textured", "small_large", "distractors"]
+TUNING = "tuning"
+"""The one instrument settings may be chosen on; the others are never used for a choice."""
+INSTRUMENTS: tuple[str, ...] = (TUNING, "textured", "small_large", "distractors")
+UNTOUCHED: tuple[str, ...] = ("textured", "small_large", "distractors")
+"""The instruments no setting was chosen on: the figures a reader may quote."""
+SEEDS = {"tuning": 2204, "textured": 2201, "small_large": 2202, "distractors": 2203}
 """One stream per instrument, apart from the demo's streams (1, 2, 3)."""
-SIZES = {"textured": 160, "small_large": 128, "distractors": 160}
+SIZES = {"tuning": 144, "textured": 160, "small_large": 128, "distractors": 160}
 GROUNDED_DROP = 1.0
 """Nats of ``log p(answer word)`` that painting out the queried object must remove for a causally grounded pair."""
 PROBABILITY_FLOOR = 1e-30
@@ -169,6 +177,18 @@ def gradient_background(rng: np.random.Generator, size: int) -> np.ndarray:
     return np.clip(pixels + 4 * _smooth_noise(rng, size, 20, 1), 0, 255).astype(np.uint8)
 
 
+def blotched_background(rng: np.random.Generator, size: int) -> np.ndarray:
+    """A flat light colour under 6-10 soft-edged blotches of other light tones, with faint grain."""
+    rows, cols = np.mgrid[0:size, 0:size].astype(np.float32)
+    pixels = np.broadcast_to(_light(rng, 175, 230), (size, size, 3)).astype(np.float32)
+    for _ in range(int(rng.integers(6, 11))):
+        centre, radius = rng.uniform(0, size, size=2), rng.uniform(size / 10, size / 3)
+        distance = np.hypot(cols - centre[0], rows - centre[1])
+        weight = np.clip((radius - distance) / (radius / 3), 0, 1)[..., None]
+        pixels = (1 - weight) * pixels + weight * _light(rng, 175, 230)
+    return np.clip(pixels + rng.normal(0, 2, size=pixels.shape), 0, 255).astype(np.uint8)
+
+
 def _free(box: Box, taken: list[Box], margin: int) -> bool:
     """``box`` keeps ``margin`` px from every box of ``taken``."""
     return all(box[2] + margin <= o[0] or o[2] + margin <= box[0] or box[3] + margin <= o[1] or o[3] + margin <= box[1]
@@ -195,6 +215,24 @@ def _nameable(rng: np.random.Generator, count: int) -> tuple[np.ndarray, np.ndar
 def _scene(rng: np.random.Generator, background: np.ndarray, kinds: list[tuple[int, int]], boxes: list[Box]) -> DrawnScene:
     objects = tuple(SceneObject(SHAPES[s], COLOR_NAMES[c], box) for (s, c), box in zip(kinds, boxes))
     return DrawnScene(background, objects, tuple(_fill(rng, o.color) for o in objects))
+
+
+def tuning_scene(rng: np.random.Generator) -> DrawnScene:
+    """The tuning instrument (144 x 144, :func:`blotched_background`): 3-4 objects, one of 14-22 px and the others
+    of 24-60 px, which may touch or overlap by a few pixels; shapes and colours may repeat (distractors)."""
+    size = SIZES["tuning"]
+    background = blotched_background(rng, size)
+    while True:
+        shapes, colors = _nameable(rng, int(rng.integers(3, 5)))
+        extents = [int(rng.integers(14, 23))] + [int(rng.integers(24, 61)) for _ in shapes[1:]]
+        boxes: list[Box] = []
+        for extent in extents:
+            box = _place_apart(rng, size, extent, boxes, -3)
+            if box is not None:
+                boxes.append(box)
+        if len(boxes) == len(extents):
+            order = rng.permutation(len(boxes))  # the small object is not always drawn first
+            return _scene(rng, background, [(shapes[k], colors[k]) for k in order], [boxes[k] for k in order])
 
 
 def textured_scene(rng: np.random.Generator) -> DrawnScene:
@@ -297,7 +335,9 @@ def make_instrument_pair(name: Instrument, index: int) -> InstrumentPair:
     """
     seed, kind = SEEDS[name], "color" if index % 2 == 0 else "shape"
     rng = np.random.default_rng([seed, index])
-    if name == "textured":
+    if name == "tuning":
+        drawn = tuning_scene(rng)
+    elif name == "textured":
         drawn = textured_scene(rng)
     elif name == "small_large":
         drawn = small_large_scene(rng)
@@ -367,13 +407,18 @@ def evaluate_randomised(explainer, name: Instrument, pairs: int, first_index: in
     A map that explains the model must lose the object when what the model learnt is gone (the last step of
     cascading parameter randomisation, :mod:`lvlm_heat.sanity.randomisation`). Every drawn pair is explained
     (a randomised model grounds nothing), always the answer word: the model-dependent selection rules would
-    select nothing. Chance is a peak on an object drawn at random from the scene's objects: per pair, the
-    share of its objects whose box holds the peak. The weights are put back exactly afterwards.
+    select nothing. The weights are put back exactly afterwards. Two chance levels:
+
+    - a random object: per pair, the share of the scene's objects whose box holds the peak;
+    - where maps fall anyway (``on_other_scenes``): per pair, the share of the *other* pairs' peaks that land in
+      this pair's queried box. It keeps what a random object ignores: an instrument that places its queried
+      object near the centre (``distractors``' cluster core) and maps that favour some place whatever the scene.
+      A map that follows the model beats it only by finding this scene's object.
 
     Returns:
-        ``pairs``, ``maps``, ``on_target`` (peaks on the queried object, over the maps), ``on_random_object``
-        (chance, over the same maps), ``difference`` (their paired difference with its bootstrap interval) and
-        per-pair ``details``.
+        ``pairs``, ``maps``, ``on_target`` (peaks on the queried object, over the maps), ``on_random_object`` and
+        ``on_other_scenes`` (the chance levels, over the same maps), ``difference`` and ``difference_placement``
+        (``on_target`` minus each, paired, with bootstrap intervals) and per-pair ``details``.
     """
     model, base = explainer.adapter.model, explainer.config
     method = base.methods[0]
@@ -394,23 +439,41 @@ def evaluate_randomised(explainer, name: Instrument, pairs: int, first_index: in
                 saliency = torch.from_numpy(found.saliency)
                 boxes = (pair.target, *pair.others)
                 row |= {"on_target": pointing_hit(saliency, pair.target),
-                        "on_random_object": sum(pointing_hit(saliency, box) for box in boxes) / len(boxes)}
+                        "on_random_object": sum(pointing_hit(saliency, box) for box in boxes) / len(boxes),
+                        "peak": list(peak(saliency)), "target": list(pair.target)}
             details.append(row)
     mapped = [row for row in details if row["mapped"]]
+    for row in mapped:  # every scene of an instrument has one size: another pair's peak is a place in this one
+        others = [_holds(r["peak"], row["target"]) for r in mapped if r is not row]
+        row["on_other_scenes"] = sum(others) / len(others) if others else None
+    placed = [r for r in mapped if r["on_other_scenes"] is not None]
+
+    def mean(key: str, rows: list[dict[str, Any]]) -> float | None:
+        return sum(r[key] for r in rows) / len(rows) if rows else None
+
     difference = paired_difference([r["on_target"] for r in mapped], [r["on_random_object"] for r in mapped])
+    placement_difference = paired_difference([r["on_target"] for r in placed], [r["on_other_scenes"] for r in placed])
     return {"instrument": name, "randomised": method, "pairs": pairs, "maps": len(mapped),
-            "on_target": sum(r["on_target"] for r in mapped) / len(mapped) if mapped else None,
-            "on_random_object": sum(r["on_random_object"] for r in mapped) / len(mapped) if mapped else None,
-            "difference": difference.to_dict(), "details": details}
+            "on_target": mean("on_target", mapped), "on_random_object": mean("on_random_object", mapped),
+            "on_other_scenes": mean("on_other_scenes", placed), "difference": difference.to_dict(),
+            "difference_placement": placement_difference.to_dict(), "details": details}
+
+
+def _holds(point: list[int], box: list[int]) -> bool:
+    """Whether the pixel ``(row, col)`` has its centre in ``box`` ``(left, top, right, bottom)``, as
+    :func:`~lvlm_heat.metrics.functional.pointing_hit` counts."""
+    row, col = point
+    return bool(box[1] <= row + 0.5 < box[3] and box[0] <= col + 0.5 < box[2])
 
 
 def describe_randomised(row: dict[str, Any]) -> str:
     """One line for :func:`evaluate_randomised`'s result."""
-    d = row["difference"]
+    d, p = row["difference"], row["difference_placement"]
     return (f"{row['instrument']} {row['randomised']} on a randomised model: maps {row['maps']}/{row['pairs']}; "
-            f"peak on the queried object {_fmt(row['on_target'])}, on a random object (chance) "
-            f"{_fmt(row['on_random_object'])}; "
-            f"difference {_fmt(d['mean'])} [{_fmt(d['low'])}, {_fmt(d['high'])}]")
+            f"peak on the queried object {_fmt(row['on_target'])}; chance: a random object "
+            f"{_fmt(row['on_random_object'])} (difference {_fmt(d['mean'])} [{_fmt(d['low'])}, {_fmt(d['high'])}]), "
+            f"the other scenes' peaks {_fmt(row['on_other_scenes'])} (difference {_fmt(p['mean'])} "
+            f"[{_fmt(p['low'])}, {_fmt(p['high'])}])")
 
 
 def _averageable(row: dict[str, Any]) -> dict[str, Any]:
@@ -476,7 +539,7 @@ def describe(row: dict[str, Any]) -> list[str]:
 
 def run_instruments(
     model: ModelConfig = ModelConfig(device="cpu"),
-    instrument: Literal["textured", "small_large", "distractors", "all"] = "all",
+    instrument: Literal["tuning", "textured", "small_large", "distractors", "untouched", "all"] = "untouched",
     pairs: int = 40,
     first_index: int = 0,
     explain: ExplainConfig | None = None,
@@ -488,7 +551,8 @@ def run_instruments(
     Args:
         model: A demo model (``--model demo``, ``demo-qwen2-vl``, ``demo-llava-l2``) or a checkpoint trained on the
             demo task (the CPU by default).
-        instrument: One instrument, or ``all``.
+        instrument: One instrument; ``untouched``, the three no setting was chosen on; or ``all``, those and
+            the tuning instrument.
         pairs: Pairs drawn per instrument (only the causally grounded ones are explained).
         first_index: Index of the first pair in each instrument's stream.
         explain: The explanation settings (the flags of ``lvlm-heat explain``: ``--method igos,superpixel``, ...).
@@ -508,7 +572,8 @@ def run_instruments(
         torch.set_num_threads(threads)
     explainer = Explainer(model, config=explain or ExplainConfig())
     results = []
-    for name in INSTRUMENTS if instrument == "all" else (instrument,):
+    names = {"all": INSTRUMENTS, "untouched": UNTOUCHED}.get(instrument, (instrument,))
+    for name in names:
         row = evaluate_instrument(explainer, name, pairs, first_index)
         print("\n".join(describe(row)), flush=True)
         if randomised:
