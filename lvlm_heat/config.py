@@ -179,8 +179,10 @@ class RefineConfig:
     optimised mask's mean over each superpixel and played in the same deletion and insertion game with the L1 term
     (no TV), so the map follows the image's edges instead of spreading a halo around them (lvlm_heat/refine.py)."""
 
-    stage: Literal["none", "superpixel"] = "none"
-    """``none``: the coarse mask is the map (the method as published); ``superpixel``: refine it on superpixels."""
+    stage: Literal["none", "superpixel"] = "superpixel"
+    """``superpixel`` (the default): refine the optimised mask on superpixels; ``none``: the optimised mask is the
+    map, as the method was published (a 32-cell mask with a halo around the evidence). Several images or a clip
+    keep the optimised mask: the stage refines one image at a time."""
     iterations: int = 3
     """Iterations of the fine stage (``2 x ig_iter`` composites each); 0 only pools the coarse mask over the
     superpixels (no forward pass)."""
@@ -194,9 +196,9 @@ class RefineConfig:
     """Sparsity, per pixel, in units of the largest score gradient per pixel: a superpixel that matters less than
     this fraction of the most important one is pushed back to 1 (kept), which clears the coarse mask's halo."""
     coarse_share: float = 0.01
-    """Share of the coarse mask in the map, ``(1 - s) refined + s coarse``: a small share orders what the fine stage
-    leaves tied (superpixels it removed alike, the background it cleared) by the coarse mask, for the peak and
-    the curves."""
+    """The map is the coarse saliency gated by the fine stage's, ``coarse x ((1 - s) refined + s)``: the fine stage
+    chooses the superpixels, the coarse mask grades them; ``s`` is the share of the coarse saliency left where the
+    fine stage cleared it, which orders that background for the curves."""
 
     def __post_init__(self) -> None:
         if self.stage not in ("none", "superpixel"):

@@ -101,12 +101,15 @@ def _optimised(prepared: Prepared, config: ExplainConfig, log_dir: Path | None, 
         callbacks.append(IterationProgress())
     logger = PairLogger(Path(log_dir) / query.folder) if log_dir is not None else None
     smoothness = config.video.smoothness if query.video else 0.0
-    refined = config.refine.stage != "none"
+    refined = config.refine.stage != "none" and not query.extra_images  # one image at a time (a warning says so)
     skip_curves = {"limit_test_batches": 0} if refined else {}  # the fine stage draws the curves of its own masks
     optimised = optimise_mask(prepared, config.optim, initial, smoothness, logger=logger, callbacks=callbacks,
                               trainer_overrides={**(trainer_overrides or {}), **skip_curves})
-    if refined:
-        optimised = refine_mask(prepared, optimised, config.optim, config.refine, trainer_overrides=trainer_overrides)
+    if refined:  # its steps follow the optimisation's in TensorBoard, with the same mask images, overlays, curves
+        if logger is not None:
+            logger.step_offset = config.optim.iterations
+        optimised = refine_mask(prepared, optimised, config.optim, config.refine, logger=logger,
+                                callbacks=callbacks[:1], trainer_overrides=trainer_overrides)
     # one image: (h, w) per group; several: (images, h, w), every image's cells on one scale
     grids = [(1 - (mask[0] if len(mask) == 1 else mask)).float().cpu().numpy() for mask in optimised.masks]
     return _Maps("igos", grids, optimised.curves, warm_passes + optimised.passes, warm_seconds + optimised.seconds,

@@ -98,9 +98,6 @@ def prepare(adapter: Adapter, query: Query, config: ExplainConfig) -> Prepared:
     query.extra_images = [extra if extra.mode == "RGB" else extra.convert("RGB") for extra in query.extra_images]
     baseline = make_baseline(image, config.baseline, seed=config.optim.seed)
     several = bool(query.extra_images)
-    if several and config.refine.stage != "none":
-        raise LvlmHeatError("--refine.stage superpixel refines one image at a time: leave it off for several images "
-                            "or a clip")
     if several and config.maps == "per_word":
         raise LvlmHeatError("--maps per_word explains one image at a time: use the joint map for several images or "
                             "a clip")
@@ -116,6 +113,9 @@ def prepare(adapter: Adapter, query: Query, config: ExplainConfig) -> Prepared:
     spoken = [t for t, s in zip(texts, special) if not s]  # an unknown word may come back as a special token
     answer = "".join(spoken).strip()
     warnings = _dropped_words(query.answer, spoken) if query.answer is not None else []
+    if several and config.refine.stage != "none":
+        warnings.append("the fine stage (--refine.stage superpixel) refines one image at a time: this map of several "
+                        "images is the optimised mask without it")
     prepared = Prepared(query, baseline, answer, [], warnings=warnings, clock=clock)
     if answer_ids.numel() == 0:
         return prepared

@@ -16,8 +16,12 @@ mask a basis that follows the image's own edges and plays the same game again fo
    No TV term: neighbouring superpixels meet at the image's edges, where a step in the mask is what a
    sharp map needs.
 
+4. the map is the coarse map gated by the refined one (:func:`gate`): the fine stage chooses which superpixels
+   hold the evidence, the coarse mask grades the pixels inside them, so the map keeps the coarse peak unless the
+   fine stage cleared it, and loses the halo around it.
+
 With ``iterations 0`` the stage only pools the coarse mask over the superpixels (no forward pass). The
-curves are ranked on the coarse grid's cells by the refined mask's mean over each, exactly as the other
+curves are ranked on the coarse grid's cells by the map's mean over each, exactly as the other
 explainers' maps are (:func:`lvlm_heat.pipeline`), so their AUCs compare on the same footing.
 """
 
@@ -54,6 +58,17 @@ def segment_means(masks: Tensor, labels: Tensor) -> Tensor:
     sums = torch.zeros(len(masks), segments, device=masks.device).index_add_(1, index, flat)
     counts = torch.bincount(index, minlength=segments).clamp_min(1)
     return sums / counts
+
+
+def gate(coarse: Tensor, refined: Tensor, share: float) -> Tensor:
+    """The map's mask (1 = keep) from both stages' masks: the coarse saliency ``1 - coarse`` gated by the refined
+    one, ``1 - M = (1 - coarse) ((1 - share)(1 - refined) + share)``.
+
+    Example: a superpixel the fine stage removed keeps the coarse saliency, one it kept keeps ``share`` of it.
+        >>> [round(v, 3) for v in gate(torch.tensor([0.2, 0.2, 0.6]), torch.tensor([0.0, 1.0, 0.0]), 0.01).tolist()]
+        [0.2, 0.992, 0.6]
+    """
+    return 1 - (1 - coarse) * ((1 - share) * (1 - refined) + share)
 
 
 def render(values: Tensor, labels: Tensor) -> Tensor:
@@ -94,11 +109,16 @@ class SuperpixelRefiner(LightningModule):
         return render(self.values.clamp(0, 1), self.labels)
 
     def final_masks(self) -> Tensor:
-        """``(G, 1, H, W)`` the maps' masks: ``(1 - s)`` the refined mask ``+ s`` the coarse one (``s`` =
-        ``coarse_share``), so what the fine stage leaves tied (superpixels it removed alike, the background it
-        cleared) is ordered by the coarse mask, for the peak and the curves alike."""
-        share = self.config.coarse_share
-        return ((1 - share) * self.masks() + share * self.start).detach()
+        """``(G, 1, H, W)`` the maps' masks (1 = keep): the coarse saliency ``1 - M_c`` gated by the refined one,
+        ``1 - M = (1 - M_c) ((1 - s)(1 - M_r) + s)`` with ``s`` = ``coarse_share``.
+
+        The fine stage chooses which superpixels hold evidence; the coarse mask grades them. Inside a superpixel
+        the fine stage removed, the map keeps the coarse map's values and its peak; a superpixel it kept (the
+        halo, the background) keeps ``s`` of them, ordered for the curves. Taking the refined mask itself as the
+        map instead (``(1 - s)`` refined ``+ s`` coarse, as first built) left every removed superpixel tied at 0:
+        where one of them lay on another object and the coarse peak's own superpixel had been partly restored,
+        the peak moved to the other object (EXPERIMENTS.md, "the fine stage as a gate")."""
+        return gate(self.start, self.masks(), self.config.coarse_share).detach()
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         # plain projected steps, no momentum: IGOSNesterov's momentum runs on the unclamped iterate, so a value held
@@ -173,6 +193,10 @@ class SuperpixelRefiner(LightningModule):
         ranking = F.adaptive_avg_pool2d(masks, self.scorer.grid)  # (G, 1, h, w), low = important
         self.curves = [self.scorer.curves(ranking[g : g + 1], self.groups[g].bool(), *self.prepared.probabilities[g],
                                           self.optim.curve_steps) for g in range(len(masks))]
+        aucs = {"auc/deletion": self.curves[0][0].auc, "auc/insertion": self.curves[0][1].auc}
+        for w, (deletion, insertion) in enumerate(self.curves[1:]):
+            aucs.update({f"auc/word{w}/deletion": deletion.auc, f"auc/word{w}/insertion": insertion.auc})
+        self.log_dict(aucs, on_step=False, on_epoch=True, batch_size=1)
 
 
 def superpixel_labels(prepared: Prepared, config: RefineConfig) -> Tensor:

@@ -87,7 +87,7 @@ def test_the_random_weights_benchmark_reports_every_figure(capsys):
     assert report["model"] == "llava-hf/llava-1.5-7b-hf (random weights, 2 layers, 1/16 width)"
     assert 576 + 3 + 5 < report["tokens"] < 576 + 3 + 30  # the image's tokens, the answer's, the prompt
     assert report["answer_tokens"] == 4 and report["composites"] == 1 * 2 * 2 + 2 * 2
-    assert report["refine_composites"] == 0  # the fine stage is off
+    assert report["refine_composites"] == 3 * 2 * 2  # the fine stage: 3 iterations of both games on 2 path points
     assert report["batch_size"] == 16 and report["batch_size_chosen_by"] == "CPU default"
     for key in ("seconds_per_pair", "seconds_answer", "seconds_prepare", "seconds_optimise", "seconds_curves",
                 "bare_seconds_forward_backward", "bare_seconds_forward", "overhead_ratio", "sequential_seconds",

@@ -10,7 +10,6 @@ import pytest
 from conftest import textured_image
 
 from lvlm_heat.cli import main
-from lvlm_heat.geometry import mask_grid_shape
 from lvlm_heat.reporting.outputs import read_record
 
 FAST = ["--progress", "false", "--optim.iterations", "2", "--optim.ig_iter", "3", "--optim.curve_steps", "6", "--optim.mask_size", "8"]
@@ -30,7 +29,7 @@ def test_train_py_writes_every_output(tiny_llava, image_file, tmp_path, capsys):
                     *FAST])
     folder = out / "street"
     stored, saliency = np.load(folder / "saliency.npy"), read_record(folder).saliency
-    assert stored.dtype == np.float32 and stored.shape == mask_grid_shape((45, 70), 8)  # the mask's cells: small
+    assert stored.dtype == np.float32 and stored.shape == (45, 70)  # the fine stage's work grid (the image below 256 px)
     assert saliency.dtype == np.float32 and saliency.shape == (45, 70)
     assert summary["explained"] == 1 and summary["rows"][0]["id"] == "street"
     for name in ("overlay.png", "curves.png"):
@@ -45,7 +44,7 @@ def test_train_py_writes_every_output(tiny_llava, image_file, tmp_path, capsys):
     assert record["unstable_normalization"] is unstable
     assert summary["means"]["deletion_auc"] == (None if unstable else pytest.approx(record["deletion_auc"]))
     assert record["settings"]["optim"]["iterations"] == 2 and record["model"] == tiny_llava
-    assert record["seconds"] > 0 and len(record["history"]) == 2
+    assert record["seconds"] > 0 and len(record["history"]) == 2 + 3  # the optimisation's and the fine stage's
     assert isinstance(record["curve_out_of_range"], bool) and summary["curve_out_of_range"] in (0, 1)
     spread = summary["distributions"]["deletion_auc"]
     assert spread["count"] == (0 if unstable else 1)
@@ -59,7 +58,7 @@ def test_train_py_writes_every_output(tiny_llava, image_file, tmp_path, capsys):
             tags[kind] += accumulator.Tags()[kind]
     for term in ("deletion", "insertion", "l1", "tv", "l2", "l2_weight", "total"):
         assert f"loss/{term}" in tags["scalars"]
-    assert {"auc/deletion", "auc/insertion"} <= set(tags["scalars"])
+    assert {"auc/deletion", "auc/insertion", "refine/deletion", "refine/insertion"} <= set(tags["scalars"])
     assert {"mask/saliency", "saliency/overlay", "auc/curves"} <= set(tags["images"])
     printed = capsys.readouterr().out
     assert "deletion AUC" in printed and "[red" in printed
@@ -132,4 +131,4 @@ def test_train_py_runs_every_family(family, request, image_file, tmp_path):
     assert read_record(out / "street").saliency.shape == (45, 70)
     assert (out / "street" / "overlay.png").exists() and (out / "street" / "curves.png").exists()
     history = record["history"]
-    assert len(history) == 2 and history[0]["mask_mean"] < 1.0  # the mask moved
+    assert len(history) == 2 + 3 and history[0]["mask_mean"] < 1.0  # the optimisation's and the fine stage's; the mask moved

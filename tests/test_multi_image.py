@@ -114,12 +114,21 @@ def test_an_adapter_without_several_images_says_so_in_one_line():
 @pytest.mark.parametrize(("changes", "message"), [
     ({"method": "igos,superpixel"}, "--method superpixel explains one image at a time"),
     ({"maps": "per_word"}, "--maps per_word explains one image at a time"),
-    ({"refine": RefineConfig(stage="superpixel")}, "--refine.stage superpixel refines one image at a time"),
 ])
 def test_what_explains_one_image_at_a_time_says_so(changes, message):
     query = Query(red_box_scene(), "?", extra_images=[plain_scene()])
     with pytest.raises(LvlmHeatError, match=message):
         explain_pair(ImageListAdapter(BOX), query, _config(**changes))
+
+
+def test_several_images_keep_the_optimised_mask_and_say_the_fine_stage_was_left_out():
+    query = Query(red_box_scene(), "?", extra_images=[plain_scene()])
+    plain = explain_pair(ImageListAdapter(BOX), query, _config(refine=RefineConfig(stage="none")))
+    asked = explain_pair(ImageListAdapter(BOX), query, _config(refine=RefineConfig(stage="superpixel")))
+    assert np.array_equal(asked.images[0].grid, plain.images[0].grid)
+    assert asked.methods[0].passes == plain.methods[0].passes
+    assert any("refines one image at a time" in w for w in asked.warnings)
+    assert not any("fine stage" in w for w in plain.warnings)
 
 
 @pytest.mark.parametrize("family", FAMILIES)

@@ -13,7 +13,7 @@ from lvlm_heat.geometry import grid_to_image, upsample_to_image
 from lvlm_heat.metrics.functional import box_mass, pointing_hit
 from lvlm_heat.pipeline import explain_pair
 from lvlm_heat.prepare import prepare
-from lvlm_heat.refine import refine_mask, render, segment_means, superpixel_labels
+from lvlm_heat.refine import gate, refine_mask, render, segment_means, superpixel_labels
 from lvlm_heat.warm_start import initial_mask
 
 RED, GREEN = (36, 8, 56, 28), (6, 40, 24, 58)
@@ -64,18 +64,18 @@ def test_the_fine_stage_costs_two_games_per_iteration_and_pooling_costs_nothing(
     assert pooled.passes == coarse.passes and len(pooled.history) == len(coarse.history)
     labels = superpixel_labels(prepared, RefineConfig())
     assert pooled.masks.shape == (1, 1, *labels.shape)
-    for k in range(int(labels.max()) + 1):  # one value per superpixel
-        assert pooled.masks[0, 0][labels == k].unique().numel() == 1
+    start = upsample_to_image(coarse.masks, tuple(labels.shape))
+    means = render(segment_means(start, labels), labels)  # one value per superpixel: the coarse mask's mean
+    assert torch.allclose(pooled.masks, gate(start, means, 0.0), atol=1e-6)
     refined = refine_mask(prepared, coarse, config.optim, RefineConfig(stage="superpixel", iterations=2))
     assert refined.passes == coarse.passes + 2 * 2 * OPTIM.ig_iter
     assert len(refined.history) == len(coarse.history) + 2 and len(refined.curves) == 1
 
 
-def test_the_pipeline_refines_only_when_asked():
+def test_the_pipeline_refines_by_default_and_not_with_stage_none():
     query = Query(red_box_scene(box=RED), "What color is it?", bbox=RED)
-    plain = explain_pair(RedBoxAdapter(RED), query, ExplainConfig(optim=OPTIM))
-    refined = explain_pair(RedBoxAdapter(RED), query, ExplainConfig(optim=OPTIM, refine=RefineConfig(
-        stage="superpixel", iterations=2)))
+    plain = explain_pair(RedBoxAdapter(RED), query, ExplainConfig(optim=OPTIM, refine=RefineConfig(stage="none")))
+    refined = explain_pair(RedBoxAdapter(RED), query, ExplainConfig(optim=OPTIM, refine=RefineConfig(iterations=2)))
     assert plain.methods[0].grid.shape == (16, 16) and refined.methods[0].grid.shape == (64, 64)
     assert refined.saliency.shape == (64, 64) and refined.pointing_hit
     assert refined.box_mass > plain.box_mass
@@ -90,15 +90,38 @@ def test_each_word_is_refined_on_its_own_tokens():
     assert pointing_hit(words["red"], RED) and pointing_hit(words["green"], GREEN)
 
 
-def test_a_share_of_the_coarse_mask_orders_what_the_fine_stage_leaves_tied():
+def test_the_map_is_the_coarse_map_gated_by_the_fine_stage():
     config = ExplainConfig(optim=OPTIM)
     prepared, coarse = _coarse(RedBoxAdapter(RED), config)
     pure = refine_mask(prepared, coarse, config.optim, RefineConfig(stage="superpixel", coarse_share=0))
-    mixed = refine_mask(prepared, coarse, config.optim, RefineConfig(stage="superpixel", coarse_share=0.01))
+    shared = refine_mask(prepared, coarse, config.optim, RefineConfig(stage="superpixel", coarse_share=0.01))
     start = upsample_to_image(coarse.masks, tuple(pure.masks.shape[-2:]))
-    assert torch.allclose(mixed.masks, 0.99 * pure.masks + 0.01 * start, atol=1e-6)
-    cleared = pure.masks == 1  # the background the fine stage cleared: one tie in the pure map, ordered in the mixed
-    assert cleared.sum() > 100 and mixed.masks[cleared].unique().numel() > 10
+    kept = pure.masks == 1  # what the fine stage cleared (the coarse map's halo): nothing of it left without a share
+    assert kept.sum() > 100 and (start[kept] < 1).any()
+    # with a share, the cleared part keeps 1% of the coarse saliency, ordered as the coarse map orders it
+    assert torch.allclose(1 - shared.masks[kept], 0.01 * (1 - start[kept]), atol=1e-6)
+    assert shared.masks[kept].unique().numel() > 10
+    # where the fine stage removed a superpixel whole, the map is the coarse map itself
+    labels = superpixel_labels(prepared, RefineConfig())
+    removed = [k for k in range(int(labels.max()) + 1)
+               if torch.allclose(1 - pure.masks[0, 0][labels == k], 1 - start[0, 0][labels == k], atol=1e-6)
+               and (start[0, 0][labels == k] < 0.5).all()]
+    assert removed, "the fine stage removed no superpixel whole"
+    assert pointing_hit(_saliency(shared.masks), RED)
+    # the peak is the coarse map's own peak unless the fine stage cleared it
+    coarse_peak = torch.nonzero(start[0, 0] == start[0, 0].min())[0]
+    if pure.masks[0, 0][tuple(coarse_peak)] < 1:
+        assert shared.masks[0, 0].min() == pytest.approx(float(gate(start, pure.masks, 0.01)[0, 0].min()))
+
+
+def test_the_gate_keeps_the_coarse_peak_where_the_refined_mask_alone_ties_two_objects():
+    """The failure the gate removes: the fine stage removed a superpixel on another object whole and the coarse
+    peak's own superpixel nearly whole; the refined mask alone peaks on the other object, the gated map does not."""
+    coarse = torch.tensor([0.1, 0.6, 1.0])  # pixels: on the object (coarse peak), on another object, background
+    refined = torch.tensor([0.1, 0.0, 1.0])
+    saliency = 1 - gate(coarse, refined, 0.01)
+    assert int(saliency.argmax()) == 0 and int((1 - refined).argmax()) == 1
+    assert saliency[2] == 0  # the background was clear in the coarse map and stays so
 
 
 @pytest.mark.parametrize("field, value", [("stage", "fine"), ("iterations", -1), ("segments", 1), ("step_size", 0.0),
@@ -108,13 +131,14 @@ def test_refine_settings_are_checked(field, value):
         RefineConfig(**{field: value})
 
 
-def test_a_record_from_before_the_fine_stage_still_matches_while_it_is_off():
+def test_a_record_from_before_the_fine_stage_matches_stage_none_and_not_the_default():
+    """A record written before the stage existed holds the optimised mask: a resume with ``--refine.stage none``
+    keeps it, a resume at the defaults (which refine) explains the pair again."""
     from dataclasses import asdict
 
     from lvlm_heat.config import result_settings
 
-    today = asdict(ExplainConfig())
-    before = {key: value for key, value in today.items() if key != "refine"}
-    assert result_settings(before) == result_settings(today)
-    refined = asdict(ExplainConfig(refine=RefineConfig(stage="superpixel")))
-    assert result_settings(refined) != result_settings(today)
+    off = asdict(ExplainConfig(refine=RefineConfig(stage="none")))
+    before = {key: value for key, value in off.items() if key != "refine"}
+    assert result_settings(before) == result_settings(off)
+    assert result_settings(before) != result_settings(asdict(ExplainConfig()))

@@ -40,6 +40,8 @@ class PairLogger(Logger):
         super().__init__()
         self.folder = Path(folder)
         self._writer = None
+        self.step_offset = 0
+        """Added to every step: a later stage (the fine stage) continues the optimisation's steps."""
         if self.folder.is_dir():
             for stale in self.folder.glob(EVENTS):
                 stale.unlink(missing_ok=True)
@@ -71,6 +73,7 @@ class PairLogger(Logger):
         return self._writer
 
     def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None:
+        step = None if step is None else step + self.step_offset
         for name, value in metrics.items():
             self.experiment.add_scalar(name, float(value), step)
 
@@ -93,8 +96,14 @@ def tensorboard_writer(trainer: Trainer):
     return logger.experiment if isinstance(logger, (PairLogger, TensorBoardLogger)) else None
 
 
+def _step(trainer: Trainer) -> int:
+    """The trainer's step as the pair's events count it (a later stage continues the earlier one's steps)."""
+    return trainer.global_step + getattr(trainer.logger, "step_offset", 0)
+
+
 class SaliencyImageLogger(Callback):
-    """Logs the evolving masks, the final overlays and the curves of a :class:`~lvlm_heat.explainer.MaskExplainer`.
+    """Logs the evolving masks, the final overlays and the curves of a :class:`~lvlm_heat.explainer.MaskExplainer`
+    or of the fine stage (:class:`~lvlm_heat.refine.SuperpixelRefiner`).
 
     Args:
         image: The original image, for the overlay.
@@ -111,16 +120,16 @@ class SaliencyImageLogger(Callback):
     def on_train_batch_end(self, trainer: Trainer, pl_module: LightningModule, outputs, batch, batch_idx: int) -> None:
         writer = tensorboard_writer(trainer)
         if writer is not None:
-            masks = pl_module.final_masks().detach().cpu()
-            writer.add_image("mask/saliency", 1 - masks[0], trainer.global_step)
+            masks, step = pl_module.final_masks().detach().cpu(), _step(trainer)
+            writer.add_image("mask/saliency", 1 - masks[0], step)
             for name, mask in zip(self.words, masks[1:]):
-                writer.add_image(f"mask/word_{name}", 1 - mask, trainer.global_step)
+                writer.add_image(f"mask/word_{name}", 1 - mask, step)
 
     def on_test_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         writer = tensorboard_writer(trainer)
         if writer is None or not pl_module.curves:
             return
-        step = trainer.global_step
+        step = _step(trainer)
         size = (self.image.height, self.image.width)
         shown = ViewWindow.full(*size).resize(*display_size(*size, TENSORBOARD_SIDE))
         masks = pl_module.final_masks().detach().float()
