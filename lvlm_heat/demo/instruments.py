@@ -47,7 +47,7 @@ from PIL import Image, ImageDraw
 from lvlm_heat.config import ExplainConfig, ModelConfig, SelectionConfig
 from lvlm_heat.demo.scoring import placement, word_probabilities
 from lvlm_heat.demo.synthetic import COLOR_NAMES, COLORS, SHAPES, GroundedQuestion, Scene, SceneObject, ask
-from lvlm_heat.metrics.functional import peak, pointing_hit
+from lvlm_heat.metrics.functional import pointing_hit
 from lvlm_heat.metrics.statistics import compare_methods, paired_difference
 from lvlm_heat.sanity.randomisation import WeightSnapshot, randomise_
 
@@ -407,18 +407,13 @@ def evaluate_randomised(explainer, name: Instrument, pairs: int, first_index: in
     A map that explains the model must lose the object when what the model learnt is gone (the last step of
     cascading parameter randomisation, :mod:`lvlm_heat.sanity.randomisation`). Every drawn pair is explained
     (a randomised model grounds nothing), always the answer word: the model-dependent selection rules would
-    select nothing. The weights are put back exactly afterwards. Two chance levels:
-
-    - a random object: per pair, the share of the scene's objects whose box holds the peak;
-    - where maps fall anyway (``on_other_scenes``): per pair, the share of the *other* pairs' peaks that land in
-      this pair's queried box. It keeps what a random object ignores: an instrument that places its queried
-      object near the centre (``distractors``' cluster core) and maps that favour some place whatever the scene.
-      A map that follows the model beats it only by finding this scene's object.
+    select nothing. Chance is a peak on an object drawn at random from the scene's objects: per pair, the
+    share of its objects whose box holds the peak. The weights are put back exactly afterwards.
 
     Returns:
-        ``pairs``, ``maps``, ``on_target`` (peaks on the queried object, over the maps), ``on_random_object`` and
-        ``on_other_scenes`` (the chance levels, over the same maps), ``difference`` and ``difference_placement``
-        (``on_target`` minus each, paired, with bootstrap intervals) and per-pair ``details``.
+        ``pairs``, ``maps``, ``on_target`` (peaks on the queried object, over the maps), ``on_random_object``
+        (chance, over the same maps), ``difference`` (their paired difference with its bootstrap interval) and
+        per-pair ``details``.
     """
     model, base = explainer.adapter.model, explainer.config
     method = base.methods[0]
@@ -439,41 +434,23 @@ def evaluate_randomised(explainer, name: Instrument, pairs: int, first_index: in
                 saliency = torch.from_numpy(found.saliency)
                 boxes = (pair.target, *pair.others)
                 row |= {"on_target": pointing_hit(saliency, pair.target),
-                        "on_random_object": sum(pointing_hit(saliency, box) for box in boxes) / len(boxes),
-                        "peak": list(peak(saliency)), "target": list(pair.target)}
+                        "on_random_object": sum(pointing_hit(saliency, box) for box in boxes) / len(boxes)}
             details.append(row)
     mapped = [row for row in details if row["mapped"]]
-    for row in mapped:  # every scene of an instrument has one size: another pair's peak is a place in this one
-        others = [_holds(r["peak"], row["target"]) for r in mapped if r is not row]
-        row["on_other_scenes"] = sum(others) / len(others) if others else None
-    placed = [r for r in mapped if r["on_other_scenes"] is not None]
-
-    def mean(key: str, rows: list[dict[str, Any]]) -> float | None:
-        return sum(r[key] for r in rows) / len(rows) if rows else None
-
     difference = paired_difference([r["on_target"] for r in mapped], [r["on_random_object"] for r in mapped])
-    placement_difference = paired_difference([r["on_target"] for r in placed], [r["on_other_scenes"] for r in placed])
     return {"instrument": name, "randomised": method, "pairs": pairs, "maps": len(mapped),
-            "on_target": mean("on_target", mapped), "on_random_object": mean("on_random_object", mapped),
-            "on_other_scenes": mean("on_other_scenes", placed), "difference": difference.to_dict(),
-            "difference_placement": placement_difference.to_dict(), "details": details}
-
-
-def _holds(point: list[int], box: list[int]) -> bool:
-    """Whether the pixel ``(row, col)`` has its centre in ``box`` ``(left, top, right, bottom)``, as
-    :func:`~lvlm_heat.metrics.functional.pointing_hit` counts."""
-    row, col = point
-    return bool(box[1] <= row + 0.5 < box[3] and box[0] <= col + 0.5 < box[2])
+            "on_target": sum(r["on_target"] for r in mapped) / len(mapped) if mapped else None,
+            "on_random_object": sum(r["on_random_object"] for r in mapped) / len(mapped) if mapped else None,
+            "difference": difference.to_dict(), "details": details}
 
 
 def describe_randomised(row: dict[str, Any]) -> str:
     """One line for :func:`evaluate_randomised`'s result."""
-    d, p = row["difference"], row["difference_placement"]
+    d = row["difference"]
     return (f"{row['instrument']} {row['randomised']} on a randomised model: maps {row['maps']}/{row['pairs']}; "
-            f"peak on the queried object {_fmt(row['on_target'])}; chance: a random object "
-            f"{_fmt(row['on_random_object'])} (difference {_fmt(d['mean'])} [{_fmt(d['low'])}, {_fmt(d['high'])}]), "
-            f"the other scenes' peaks {_fmt(row['on_other_scenes'])} (difference {_fmt(p['mean'])} "
-            f"[{_fmt(p['low'])}, {_fmt(p['high'])}])")
+            f"peak on the queried object {_fmt(row['on_target'])}, on a random object (chance) "
+            f"{_fmt(row['on_random_object'])}; "
+            f"difference {_fmt(d['mean'])} [{_fmt(d['low'])}, {_fmt(d['high'])}]")
 
 
 def _averageable(row: dict[str, Any]) -> dict[str, Any]:
