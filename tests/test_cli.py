@@ -29,7 +29,7 @@ def test_train_py_writes_every_output(tiny_llava, image_file, tmp_path, capsys):
                     *FAST])
     folder = out / "street"
     stored, saliency = np.load(folder / "saliency.npy"), read_record(folder).saliency
-    assert stored.dtype == np.float32 and stored.shape == (45, 70)  # the fine stage's work grid (the image below 256 px)
+    assert stored.dtype == np.float32 and stored.shape == (45, 70)  # the work grid (the image)
     assert saliency.dtype == np.float32 and saliency.shape == (45, 70)
     assert summary["explained"] == 1 and summary["rows"][0]["id"] == "street"
     for name in ("overlay.png", "curves.png"):
@@ -131,4 +131,4 @@ def test_train_py_runs_every_family(family, request, image_file, tmp_path):
     assert read_record(out / "street").saliency.shape == (45, 70)
     assert (out / "street" / "overlay.png").exists() and (out / "street" / "curves.png").exists()
     history = record["history"]
-    assert len(history) == 2 + 3 and history[0]["mask_mean"] < 1.0  # the optimisation's and the fine stage's; the mask moved
+    assert len(history) == 2 + 3 and history[0]["mask_mean"] < 1.0  # optimisation, fine stage; the mask moved

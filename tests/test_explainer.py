@@ -46,7 +46,7 @@ def test_heatmap_lands_on_the_only_evidence(masks, insertion_weight):
     outside = result.saliency[40:58, 6:24].mean()  # the green distractor
     assert inside > outside + 0.2
     assert result.deletion_auc < 0.35 < 0.65 < result.insertion_auc
-    deletion_losses = [h["deletion"] for h in result.history if "deletion" in h]  # the optimisation's, not the fine stage's
+    deletion_losses = [h["deletion"] for h in result.history if "deletion" in h]  # the optimisation's only
     assert deletion_losses[-1] < deletion_losses[0]
 
 

@@ -225,8 +225,8 @@ def run_evaluation(
         model: A demo model (``--model demo``, ``demo-qwen2-vl``, ``demo-llava-l2``) or a checkpoint trained on the
             demo task (the model flags of ``lvlm-heat explain``; the CPU by default).
         splits: Sets to evaluate (default: every demo set); an instrument's name (``tuning``, ``textured``,
-            ``small_large``, ``distractors``) adds that instrument, scored as ``lvlm-heat instruments`` scores it (its own pairs from
-            0, the causal ceiling, every explainer against the first).
+            ``small_large``, ``distractors``) adds that instrument, scored as ``lvlm-heat instruments`` scores it
+            (its own pairs from 0, the causal ceiling, every explainer against the first).
         pairs: Pairs drawn per set (only the grounded ones are explained).
         explain_model_answer: Explain the model's own answer instead of the scene's.
         explain: The explanation settings (the flags of ``lvlm-heat explain``: ``--optim.iterations``, ...).
