@@ -133,7 +133,8 @@ class DatasetRun(LightningModule):
             with torch.enable_grad():  # predict runs without gradients; the mask needs them
                 record = self._explain(pair)
             if self.report is not None:
-                self.report(record)
+                with _deferred_ctrl_c():  # the line goes out whole, through tqdm's lock
+                    self.report(record)
         for metrics in (self.metrics, self.running):
             metrics.update(record)
         self.records[int(index)] = ExplanationRecord.from_dict(record.to_dict())  # without maps: light to gather
@@ -214,6 +215,25 @@ def _on_ctrl_c(handler) -> Iterator[None]:
         yield
     finally:
         signal.signal(signal.SIGINT, previous)
+
+
+@contextmanager
+def _deferred_ctrl_c() -> Iterator[None]:
+    """Ctrl-C while the block runs takes effect when it ends (the handler in place before it runs then), in the
+    main thread. A pair's line is printed through ``tqdm.write``, whose first call builds a lock: an interrupt
+    raised halfway through left it unbuilt, and the ``AttributeError`` from its ``finally`` replaced the
+    interrupt (exit status 1, no summary)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    pressed = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: pressed.append(frame))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if pressed and callable(previous):
+        previous(signal.SIGINT, pressed[0])
 
 
 def reusable(folder: Path, pair: Pair, multiple_choice: bool, say: Callable[[str], None] = log.warning,

@@ -134,6 +134,21 @@ def test_ctrl_c_keeps_the_finished_pairs_summarises_them_and_the_same_command_re
     assert json.loads((tmp_path / "run" / "summary.json").read_text())["explained"] == 6
 
 
+def test_ctrl_c_while_a_pairs_line_is_printed_takes_effect_once_the_line_is_out():
+    """The slow test above once lost its interrupt: SIGINT arrived while ``tqdm.write`` was building its lock."""
+    from lvlm_heat.dataset_run import RunInterrupted, _deferred_ctrl_c, _on_ctrl_c, _stop
+
+    printed = []
+    with pytest.raises(RunInterrupted), _on_ctrl_c(_stop):
+        with _deferred_ctrl_c():
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(0.01)  # the handler runs between bytecodes: it has run by now
+            printed.append("the whole line")
+        printed.append("not reached")
+    assert printed == ["the whole line"]
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
 # -- a large photo -----------------------------------------------------------------------------------------------
 def test_a_large_photo_gives_outputs_of_a_few_megabytes(toy, tmp_path):
     image = tmp_path / "photo.png"
