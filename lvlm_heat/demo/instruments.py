@@ -204,6 +204,17 @@ def _place_apart(rng: np.random.Generator, size: int, extent: int, taken: list[B
     return None
 
 
+def _place_all(rng: np.random.Generator, size: int, extents: list[int], margin: int) -> list[Box] | None:
+    """Boxes of ``extents`` in order, each ``margin`` px from those placed before it; ``None`` when one finds no
+    room (every extent is still tried, so the draws that follow do not depend on which one failed)."""
+    boxes: list[Box] = []
+    for extent in extents:
+        box = _place_apart(rng, size, extent, boxes, margin)
+        if box is not None:
+            boxes.append(box)
+    return boxes if len(boxes) == len(extents) else None
+
+
 def _nameable(rng: np.random.Generator, count: int) -> tuple[np.ndarray, np.ndarray]:
     """Shapes and colours of ``count`` objects, some of which has a unique shape or a unique colour."""
     while True:
@@ -225,12 +236,7 @@ def tuning_scene(rng: np.random.Generator) -> DrawnScene:
     while True:
         shapes, colors = _nameable(rng, int(rng.integers(3, 5)))
         extents = [int(rng.integers(14, 23))] + [int(rng.integers(24, 61)) for _ in shapes[1:]]
-        boxes: list[Box] = []
-        for extent in extents:
-            box = _place_apart(rng, size, extent, boxes, -3)
-            if box is not None:
-                boxes.append(box)
-        if len(boxes) == len(extents):
+        if (boxes := _place_all(rng, size, extents, -3)) is not None:
             order = rng.permutation(len(boxes))  # the small object is not always drawn first
             return _scene(rng, background, [(shapes[k], colors[k]) for k in order], [boxes[k] for k in order])
 
@@ -257,12 +263,7 @@ def small_large_scene(rng: np.random.Generator) -> DrawnScene:
     while True:
         shapes, colors = _nameable(rng, int(rng.integers(2, 4)))
         extents = [int(rng.integers(68, 97))] + [int(rng.integers(12, 21)) for _ in shapes[1:]]
-        boxes: list[Box] = []
-        for extent in extents:
-            box = _place_apart(rng, size, extent, boxes, 3)
-            if box is not None:
-                boxes.append(box)
-        if len(boxes) == len(extents):
+        if (boxes := _place_all(rng, size, extents, 3)) is not None:
             return _scene(rng, background, list(zip(shapes, colors)), boxes)
 
 
