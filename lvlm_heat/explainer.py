@@ -37,7 +37,7 @@ from lvlm_heat.config import OptimConfig
 from lvlm_heat.errors import LvlmHeatError
 from lvlm_heat.geometry import sample_mask
 from lvlm_heat.losses import bilateral_tv, edge_weights, gnc_weight, l1_term, l2_term, temporal_smoothness
-from lvlm_heat.metrics.curves import Curve
+from lvlm_heat.metrics.curves import Curve, auc_scalars
 from lvlm_heat.optim import IGOSNesterov
 from lvlm_heat.prepare import Prepared
 
@@ -227,10 +227,7 @@ class MaskExplainer(LightningModule):
         masks = self.final_masks().detach()
         self.curves = [self.scorer.curves(masks[g : g + 1], self.groups[g].bool(), *self.probabilities[g],
                                           self.config.curve_steps) for g in range(len(self.groups))]
-        aucs = {"auc/deletion": self.curves[0][0].auc, "auc/insertion": self.curves[0][1].auc}
-        for w, (deletion, insertion) in enumerate(self.curves[1:]):
-            aucs.update({f"auc/word{w}/deletion": deletion.auc, f"auc/word{w}/insertion": insertion.auc})
-        self.log_dict(aucs, on_step=False, on_epoch=True, batch_size=1)
+        self.log_dict(auc_scalars(self.curves), on_step=False, on_epoch=True, batch_size=1)
 
 
 @dataclass(frozen=True)

@@ -42,7 +42,7 @@ from lvlm_heat.explainer import OptimisedMask
 from lvlm_heat.geometry import upsample_to_image
 from lvlm_heat.losses import l1_term
 from lvlm_heat.methods.superpixels import slic, work_image
-from lvlm_heat.metrics.curves import Curve
+from lvlm_heat.metrics.curves import Curve, auc_scalars
 from lvlm_heat.prepare import Prepared
 
 
@@ -193,10 +193,7 @@ class SuperpixelRefiner(LightningModule):
         ranking = F.adaptive_avg_pool2d(masks, self.scorer.grid)  # (G, 1, h, w), low = important
         self.curves = [self.scorer.curves(ranking[g : g + 1], self.groups[g].bool(), *self.prepared.probabilities[g],
                                           self.optim.curve_steps) for g in range(len(masks))]
-        aucs = {"auc/deletion": self.curves[0][0].auc, "auc/insertion": self.curves[0][1].auc}
-        for w, (deletion, insertion) in enumerate(self.curves[1:]):
-            aucs.update({f"auc/word{w}/deletion": deletion.auc, f"auc/word{w}/insertion": insertion.auc})
-        self.log_dict(aucs, on_step=False, on_epoch=True, batch_size=1)
+        self.log_dict(auc_scalars(self.curves), on_step=False, on_epoch=True, batch_size=1)
 
 
 def superpixel_labels(prepared: Prepared, config: RefineConfig) -> Tensor:

@@ -119,3 +119,13 @@ def perturbation_curve(
     gap = p_image - p_baseline
     normalized = (probs - p_baseline) / gap if gap != 0 else torch.full_like(probs, float("nan"))
     return Curve(fractions, probs, normalized)
+
+
+def auc_scalars(curves: list[tuple[Curve, Curve]]) -> dict[str, float]:
+    """The AUCs of a map's curves under the names they are logged by (TensorBoard): ``auc/deletion`` and
+    ``auc/insertion`` of the joint map (the first pair), ``auc/word<i>/deletion`` and ``.../insertion`` of each
+    word's."""
+    aucs = {"auc/deletion": curves[0][0].auc, "auc/insertion": curves[0][1].auc}
+    for w, (deletion, insertion) in enumerate(curves[1:]):
+        aucs.update({f"auc/word{w}/deletion": deletion.auc, f"auc/word{w}/insertion": insertion.auc})
+    return aucs
