@@ -223,15 +223,9 @@ def _deferred_ctrl_c() -> Iterator[None]:
     main thread. A pair's line is printed through ``tqdm.write``, whose first call builds a lock: an interrupt
     raised halfway through left it unbuilt, and the ``AttributeError`` from its ``finally`` replaced the
     interrupt (exit status 1, no summary)."""
-    if threading.current_thread() is not threading.main_thread():
+    previous, pressed = signal.getsignal(signal.SIGINT), []
+    with _on_ctrl_c(lambda signum, frame: pressed.append(frame)):
         yield
-        return
-    pressed = []
-    previous = signal.signal(signal.SIGINT, lambda signum, frame: pressed.append(frame))
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, previous)
     if pressed and callable(previous):
         previous(signal.SIGINT, pressed[0])
 

@@ -96,7 +96,8 @@ def _optimised(prepared: Prepared, config: ExplainConfig, log_dir: Path | None, 
     prepared.clock.lap("prepare")  # the warm start's passes: forward only, like the selection's
     warm_seconds, warm_passes = time.perf_counter() - start, prepared.scorer.passes - before
     own = [f"{w.position}_{w.text}" for w, group in zip(prepared.words, prepared.word_groups) if group]
-    callbacks = [SaliencyImageLogger(query.image, prepared.tokens, own)]
+    images = SaliencyImageLogger(query.image, prepared.tokens, own)
+    callbacks = [images]
     if progress:
         callbacks.append(IterationProgress())
     logger = PairLogger(Path(log_dir) / query.folder) if log_dir is not None else None
@@ -109,7 +110,7 @@ def _optimised(prepared: Prepared, config: ExplainConfig, log_dir: Path | None, 
         if logger is not None:
             logger.step_offset = config.optim.iterations
         optimised = refine_mask(prepared, optimised, config.optim, config.refine, logger=logger,
-                                callbacks=callbacks[:1], trainer_overrides=trainer_overrides)
+                                callbacks=[images], trainer_overrides=trainer_overrides)
     # one image: (h, w) per group; several: (images, h, w), every image's cells on one scale
     grids = [(1 - (mask[0] if len(mask) == 1 else mask)).float().cpu().numpy() for mask in optimised.masks]
     return _Maps("igos", grids, optimised.curves, warm_passes + optimised.passes, warm_seconds + optimised.seconds,
