@@ -3,11 +3,14 @@
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from lvlm_heat.demo.evaluate import make_pair
 from lvlm_heat.demo.instruments import (
     INSTRUMENTS,
     SIZES,
+    baseline_drops,
+    describe,
     make_instrument_pair,
     object_drops,
     summarise,
@@ -104,9 +107,38 @@ def test_object_drops_find_the_object_the_demo_model_reads(one_thread):
     assert len(drops) == 3 and drops[0] > 4 and max(abs(d) for d in drops[1:]) < 0.5
 
 
+@pytest.mark.parametrize("name", INSTRUMENTS)
+def test_deleting_an_object_replaces_exactly_its_pixels_by_the_baseline(name):
+    pair = make_instrument_pair(name, 3)
+    baseline = Image.new("RGB", pair.image.size, (1, 2, 3))
+    image, deleted = np.asarray(pair.image), [np.asarray(d) for d in pair.deleted(baseline)]
+    order = [pair.target_index, *(k for k in range(len(pair.scene.objects)) if k != pair.target_index)]
+    assert len(deleted) == len(order) == len(pair.others) + 1
+    for number, out in zip(order, deleted):
+        where = pair.scene.pixels(number)
+        assert where.any() and (out[where] == (1, 2, 3)).all()
+        assert np.array_equal(out[~where], image[~where])
+        left, top, right, bottom = pair.scene.objects[number].box
+        assert not where[:top].any() and not where[:, :left].any()  # inside the object's box
+        assert not where[bottom + 1 :].any() and not where[:, right + 1 :].any()
+
+
+def test_baseline_drops_see_the_object_the_demo_model_reads(one_thread):
+    from lvlm_heat import Explainer
+    from lvlm_heat.baseline import make_baseline
+
+    adapter = Explainer("demo", device="cpu").adapter
+    pair = make_instrument_pair("textured", 1)  # yellow triangle, two other objects
+    word_llr, drops = baseline_drops(adapter, pair, make_baseline(pair.image))
+    assert word_llr > 4 and len(drops) == 3 and drops[0] > 4 and max(abs(d) for d in drops[1:]) < 0.5
+    same, none = baseline_drops(adapter, pair, pair.image)  # the image as its own baseline: nothing drops
+    assert same == pytest.approx(0, abs=1e-4) and none == pytest.approx([0, 0, 0], abs=1e-4)
+
+
 def test_summary_counts_and_means():
-    def row(grounded, hit, maps):
-        return {"grounded": grounded, "ceiling_hit": hit, "maps": maps}
+    def row(grounded, hit, maps, baseline_hit=None):
+        return {"grounded": grounded, "ceiling_hit": hit, "maps": maps,
+                "baseline_hit": hit if baseline_hit is None else baseline_hit}
 
     igos = {"on_target": True, "on_other": False, "box_mass": 0.5, "deletion_auc": 0.2, "insertion_auc": 0.8,
             "unstable": False}
@@ -114,10 +146,12 @@ def test_summary_counts_and_means():
             "unstable": False}
     unstable = {**igos, "deletion_auc": 9.0, "insertion_auc": 30.0, "unstable": True}
     details = [row(True, True, {"igos": igos, "superpixel": igos}), row(True, False, {"igos": miss}),
-               row(True, True, {"superpixel": miss}), row(False, False, {}), row(True, True, {"igos": unstable})]
+               row(True, True, {"superpixel": miss}, baseline_hit=False), row(False, False, {}),
+               row(True, True, {"igos": unstable})]
     result = summarise("textured", details, ["igos", "superpixel"])
-    assert (result["pairs"], result["grounded"], result["ceiling_hits"]) == (5, 4, 3)
-    assert result["object_ceiling"] == pytest.approx(3 / 4)
+    assert (result["pairs"], result["grounded"], result["ceiling_hits"], result["baseline_hits"]) == (5, 4, 3, 2)
+    assert result["object_ceiling"] == pytest.approx(3 / 4) and result["baseline_ceiling"] == pytest.approx(2 / 4)
+    assert "object ceiling 3/4 (0.750); as the mask deletes (to the baseline) 2/4 (0.500)" in describe(result)[0]
     first, second = result["methods"]["igos"], result["methods"]["superpixel"]
     assert (first["maps"], first["on_target"], first["on_other"], first["unstable"]) == (3, 2, 1, 1)
     assert first["pointing_game"] == pytest.approx(2 / 4) and first["peak_on_other"] == pytest.approx(1 / 3)

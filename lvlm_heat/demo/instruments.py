@@ -10,6 +10,12 @@ behind it); the object whose removal drops ``log p`` of the answer word most is 
   than :data:`GROUNDED_DROP` nats.
 - Its *ceiling hit*: the queried object is the object whose painting-out drops ``log p`` most. The share
   of ceiling hits among causally grounded pairs is as high as a pointing figure can honestly be.
+- Its *baseline hit*: the same, when each object's pixels are replaced by the baseline B the mask deletes to
+  (the blur, not the background behind the object), and the word depends on the image against B (``log p``
+  drops by more than :data:`GROUNDED_DROP` on B itself). A grounded pair that misses it is one the mask's own
+  deletion cannot find the evidence of: B itself still gives the word (a blur keeps the tint of a large
+  object), or the word survives the object's pixels being replaced by B's (its outline stays). The share of baseline hits
+  tells a miss of the optimisation from a miss of the deletion.
 
 The instruments (questions use the demo's shapes, colours and templates, so the demo models can read them).
 The first is the one settings are chosen on (:data:`TUNING`); the other three are never used for a choice
@@ -44,6 +50,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw
 
+from lvlm_heat.baseline import make_baseline
 from lvlm_heat.config import ExplainConfig, ModelConfig, SelectionConfig
 from lvlm_heat.demo.scoring import placement, word_probabilities
 from lvlm_heat.demo.synthetic import COLOR_NAMES, COLORS, SHAPES, GroundedQuestion, Scene, SceneObject, ask
@@ -52,7 +59,7 @@ from lvlm_heat.metrics.statistics import compare_methods, paired_difference
 from lvlm_heat.sanity.randomisation import WeightSnapshot, randomise_
 
 __all__ = ["INSTRUMENTS", "DrawnScene", "InstrumentPair", "evaluate_instrument", "evaluate_randomised",
-           "make_instrument_pair", "object_drops", "run_instruments", "summarise"]
+           "baseline_drops", "make_instrument_pair", "object_drops", "run_instruments", "summarise"]
 
 Instrument = Literal["tuning", "textured", "small_large", "distractors"]
 TUNING = "tuning"
@@ -94,6 +101,10 @@ class DrawnScene:
                 _draw_shape(draw, item.shape, item.box, fill)
         return canvas
 
+    def pixels(self, number: int) -> np.ndarray:
+        """``(H, W)`` bool: the pixels object ``number`` covers, where the scene differs from the scene without it."""
+        return (np.asarray(self.render()) != np.asarray(self.render(without=number))).any(-1)
+
 
 @dataclass(frozen=True)
 class InstrumentPair:
@@ -115,10 +126,24 @@ class InstrumentPair:
     scene: DrawnScene
     target_index: int
 
+    def _order(self) -> list[int]:
+        """The objects' numbers in ``scene.objects``: the queried object, then the others (the order of ``others``)."""
+        return [self.target_index, *(k for k in range(len(self.scene.objects)) if k != self.target_index)]
+
     def painted_out(self) -> list[Image.Image]:
         """The scene without the queried object, then without each other object (the order of ``others``)."""
-        rest = [k for k in range(len(self.scene.objects)) if k != self.target_index]
-        return [self.scene.render(without=k) for k in (self.target_index, *rest)]
+        return [self.scene.render(without=k) for k in self._order()]
+
+    def deleted(self, baseline: Image.Image) -> list[Image.Image]:
+        """The scene with the queried object's pixels, then each other object's, replaced by ``baseline``'s: what
+        the mask's deletion does to exactly that object."""
+        image, fill = np.asarray(self.image), np.asarray(baseline.convert("RGB"))
+        out = []
+        for number in self._order():
+            where, copy = self.scene.pixels(number), image.copy()
+            copy[where] = fill[where]
+            out.append(Image.fromarray(copy))
+        return out
 
 
 def _draw_shape(draw: ImageDraw.ImageDraw, shape: str, box: Box, fill: tuple[int, int, int]) -> None:
@@ -364,6 +389,19 @@ def object_drops(adapter, pair: InstrumentPair) -> list[float]:
     return [on_image - value for value in without]
 
 
+def baseline_drops(adapter, pair: InstrumentPair, baseline: Image.Image) -> tuple[float, list[float]]:
+    """What the mask's own deletion can see of the answer word (its last token).
+
+    Returns:
+        ``log p(word | image) - log p(word | baseline)``: how much the word depends on the image against the
+        baseline B the mask deletes to; and one drop of ``log p(word)`` per object when only that object's pixels
+        are replaced by B's, the queried object first, then the others in the order of ``pair.others``.
+    """
+    probabilities = word_probabilities(adapter, pair, [pair.image, baseline, *pair.deleted(baseline)])
+    on_image, on_baseline, *without = (math.log(max(p, PROBABILITY_FLOOR)) for p in probabilities)
+    return on_image - on_baseline, [on_image - value for value in without]
+
+
 def _explain(explainer, pair: InstrumentPair) -> dict[str, dict[str, Any]]:
     """Each explainer's figures on ``pair`` (only those that made a map); ``unstable``: ``p(I) - p(B)`` of the
     explained tokens is below ``min_gap``, so the normalised AUCs are not to be averaged."""
@@ -385,14 +423,19 @@ def evaluate_instrument(explainer, name: Instrument, pairs: int, first_index: in
     Returns:
         What :func:`summarise` gives for the pairs' ``details`` (one row per pair).
     """
-    details = []
+    details, config = [], explainer.config
     for index in range(first_index, first_index + pairs):
         pair = make_instrument_pair(name, index)
         drops = object_drops(explainer.adapter, pair)
         grounded = drops[0] > GROUNDED_DROP
+        baseline = make_baseline(pair.image, config.baseline, seed=config.optim.seed)
+        word_llr, deleted = baseline_drops(explainer.adapter, pair, baseline)
         details.append({"index": index, "question": pair.qa.question, "answer": pair.qa.answer,
                         "drops": [round(d, 3) for d in drops], "grounded": grounded,
                         "ceiling_hit": grounded and int(np.argmax(drops)) == 0,
+                        "word_llr": round(word_llr, 3), "baseline_drops": [round(d, 3) for d in deleted],
+                        "baseline_hit": grounded and word_llr > GROUNDED_DROP and deleted[0] > GROUNDED_DROP
+                        and int(np.argmax(deleted)) == 0,
                         "maps": _explain(explainer, pair) if grounded else {}})
     return summarise(name, details, explainer.config.methods)
 
@@ -464,7 +507,7 @@ def summarise(name: str, details: list[dict[str, Any]], names: list[str]) -> dic
 
     Returns:
         ``pairs``, ``grounded`` (causally), ``ceiling_hits`` and ``object_ceiling`` (their share of the grounded
-        pairs), ``details``; under ``methods``, per explainer: ``maps``, ``on_target`` and ``on_other`` (counts),
+        pairs), ``baseline_hits`` and ``baseline_ceiling`` (the same as the mask deletes), ``details``; under ``methods``, per explainer: ``maps``, ``on_target`` and ``on_other`` (counts),
         ``pointing_game`` (over grounded pairs, a missing map a miss), ``peak_on_other`` (over maps), ``unstable``
         (maps whose AUCs are left out of the means), the means of box mass (every map) and of the AUCs (stable
         maps) with bootstrap intervals and paired differences to the first explainer (``intervals``), and the
@@ -472,6 +515,7 @@ def summarise(name: str, details: list[dict[str, Any]], names: list[str]) -> dic
     """
     grounded = [row for row in details if row["grounded"]]
     hits = sum(row["ceiling_hit"] for row in grounded)
+    baseline_hits = sum(row["baseline_hit"] for row in grounded)
     per_method = {m: [row["maps"].get(m, {}) for row in grounded] for m in names}
     stable = {m: [_averageable(r) for r in rows] for m, rows in per_method.items()}
     intervals = compare_methods(stable, FIGURES, names[0]) if grounded else {}
@@ -488,7 +532,9 @@ def summarise(name: str, details: list[dict[str, Any]], names: list[str]) -> dic
             **{f"median_{key}": statistics.median(r[key] for r in mapped) if mapped else None for key in FIGURES[2:]},
             "intervals": intervals.get(method, {})}
     return {"instrument": name, "pairs": len(details), "grounded": len(grounded), "ceiling_hits": hits,
-            "object_ceiling": hits / len(grounded) if grounded else None, "methods": methods, "details": details}
+            "object_ceiling": hits / len(grounded) if grounded else None, "baseline_hits": baseline_hits,
+            "baseline_ceiling": baseline_hits / len(grounded) if grounded else None, "methods": methods,
+            "details": details}
 
 
 def _fmt(value: float | None) -> str:
@@ -498,7 +544,8 @@ def _fmt(value: float | None) -> str:
 def describe(row: dict[str, Any]) -> list[str]:
     """Lines for one instrument: its ceiling, then one per explainer."""
     head = (f"{row['instrument']}: {row['pairs']} pairs, {row['grounded']} causally grounded, object ceiling "
-            f"{row['ceiling_hits']}/{row['grounded']} ({_fmt(row['object_ceiling'])})")
+            f"{row['ceiling_hits']}/{row['grounded']} ({_fmt(row['object_ceiling'])}); as the mask deletes (to the "
+            f"baseline) {row['baseline_hits']}/{row['grounded']} ({_fmt(row['baseline_ceiling'])})")
     lines = [head]
     for method, f in row["methods"].items():
         lines.append(f"  {row['instrument']} {method:<11} maps {f['maps']}/{row['grounded']}; peak on the object "
