@@ -10,7 +10,9 @@ size, and an upscaled image gets the upscaled baseline (why not a smaller ratio:
 Large images are blurred at a working size of at most 256 px on the long side and resized back (a blur
 this wide has no detail that the working size could lose), so a 24-megapixel photo costs well under a
 second.
-``blur_table`` is the paper's rule, ``black`` and ``noise`` the paper's alternatives.
+``blur_table`` is the paper's rule, ``black`` and ``noise`` the paper's alternatives. ``median`` fills the whole
+image with its median colour: a blur keeps a large object as a blob of its colour, the median of a scene
+that the object does not fill is the colour around it (EXPERIMENTS.md, "a ceiling as the mask deletes").
 """
 
 from __future__ import annotations
@@ -74,13 +76,28 @@ def gaussian_blur(image: Image.Image, kernel: int, sigma: float) -> Image.Image:
     return Image.fromarray(both[0].permute(1, 2, 0).round().clamp(0, 255).to(torch.uint8).numpy())
 
 
+def flat_fill(image: Image.Image, statistic: str = "flat") -> Image.Image:
+    """One colour everywhere, which removes shapes and colours alike: the image's mean colour (``flat``) or its
+    per-channel median (``median``, robust to a few strongly coloured objects).
+
+    Example:
+        >>> picture = Image.fromarray(np.array([[[0, 0, 0], [0, 0, 0], [255, 30, 90]]], np.uint8))
+        >>> flat_fill(picture).getpixel((0, 0)), flat_fill(picture, "median").getpixel((0, 0))
+        ((85, 10, 30), (0, 0, 0))
+    """
+    pixels = np.asarray(image.convert("RGB"), dtype=np.float64).reshape(-1, 3)
+    colour = np.median(pixels, axis=0) if statistic == "median" else pixels.mean(0)
+    return Image.new("RGB", image.size, tuple(round(float(v)) for v in colour))
+
+
 def make_baseline(image: Image.Image, kind: BaselineKind = "blur", seed: int = 0) -> Image.Image:
     """The baseline image B for ``image``, same size, RGB.
 
     Args:
         image: The original image I.
         kind: ``blur`` (default: scaled with the image), ``blur_table`` (the paper's kernel table),
-            ``black`` (zeros in pixel space) or ``noise`` (uniform, seeded).
+            ``median`` (the image's per-channel median colour everywhere), ``black`` (zeros in pixel space) or
+            ``noise`` (uniform, seeded).
         seed: Seed of the ``noise`` baseline.
     """
     image = image if image.mode == "RGB" else image.convert("RGB")
@@ -89,9 +106,11 @@ def make_baseline(image: Image.Image, kind: BaselineKind = "blur", seed: int = 0
     if kind == "blur_table":
         kernel = blur_kernel_size(image.width)
         return gaussian_blur(image, kernel, sigma=kernel - 1)
+    if kind == "median":
+        return flat_fill(image, "median")
     if kind == "black":
         return Image.new("RGB", image.size)
     if kind == "noise":
         rng = np.random.default_rng(seed)
         return Image.fromarray(rng.integers(0, 256, size=(image.height, image.width, 3), dtype=np.uint8))
-    raise ValueError(f"unknown baseline {kind!r}: use 'blur', 'blur_table', 'black' or 'noise'")
+    raise ValueError(f"unknown baseline {kind!r}: use 'blur', 'blur_table', 'median', 'black' or 'noise'")

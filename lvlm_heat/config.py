@@ -23,7 +23,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Literal
 
-BaselineKind = Literal["blur", "blur_table", "black", "noise"]
+BaselineKind = Literal["blur", "blur_table", "median", "black", "noise"]
 Precision = Literal["auto", "fp32", "bf16", "fp16"]
 Rule = Literal["evidence", "llr", "all", "words"]
 Maps = Literal["joint", "per_word"]
@@ -296,7 +296,7 @@ class ExplainConfig:
 
     baseline: BaselineKind = "blur"
     """Reference image B: ``blur`` (default; kernel ``max(101, 0.8 x long side)`` px), ``blur_table`` (the paper's
-    kernel table by width), ``black`` or ``noise``."""
+    kernel table by width), ``median`` (the image's median colour everywhere), ``black`` or ``noise``."""
     max_new_tokens: int = 32
     """Length limit of the generated answer."""
     min_gap: float = 0.05

@@ -52,3 +52,14 @@ def test_the_demo_model_still_needs_the_object_in_a_24_megapixel_photo():
             log_probs = adapter.answer_log_probs(prepared, both)
         llrs.append(float((log_probs[0] - log_probs[1]).max()))
     assert llrs[0] > 7 and llrs[1] > 7, llrs
+
+
+def test_median_baseline_is_the_colour_around_a_large_object():
+    """A blur keeps an object that fills much of the image as a blob of its colour; the median fill takes the
+    colour of the rest, so where the object was nothing of it is left."""
+    image = Image.new("RGB", (128, 128), (200, 190, 180))
+    ImageDraw.Draw(image).ellipse([20, 20, 110, 110], fill=(230, 30, 30))  # about 39% of the image
+    median = np.asarray(make_baseline(image, "median"))
+    assert (median == (200, 190, 180)).all()
+    blurred = np.asarray(make_baseline(image), np.float32)
+    assert blurred[64, 64, 0] - blurred[64, 64, 1] > 40  # the blur's centre is still tinted red

@@ -19,24 +19,11 @@ from PIL import Image
 from torch import Tensor
 
 from lvlm_heat.adapters.base import Adapter
+from lvlm_heat.baseline import flat_fill
 from lvlm_heat.config import OcclusionConfig
 from lvlm_heat.methods.superpixels import grid_labels, slic, work_image
 from lvlm_heat.prepare import Prepared
 from lvlm_heat.scorer import CompositeScorer
-
-
-def flat_fill(image: Image.Image, statistic: str = "flat") -> Image.Image:
-    """One colour everywhere, which removes shapes and colours alike: the image's mean colour (``flat``) or its
-    per-channel median (``median``, robust to a few strongly coloured objects).
-
-    Example:
-        >>> picture = Image.fromarray(np.array([[[0, 0, 0], [0, 0, 0], [255, 30, 90]]], np.uint8))
-        >>> flat_fill(picture).getpixel((0, 0)), flat_fill(picture, "median").getpixel((0, 0))
-        ((85, 10, 30), (0, 0, 0))
-    """
-    pixels = np.asarray(image.convert("RGB"), dtype=np.float64).reshape(-1, 3)
-    colour = np.median(pixels, axis=0) if statistic == "median" else pixels.mean(0)
-    return Image.new("RGB", image.size, tuple(round(float(v)) for v in colour))
 
 
 @torch.no_grad()
