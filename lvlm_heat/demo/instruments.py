@@ -13,9 +13,9 @@ behind it); the object whose removal drops ``log p`` of the answer word most is 
 - Its *baseline hit*: the same, when each object's pixels are replaced by the baseline B the mask deletes to
   (the blur, not the background behind the object), and the word depends on the image against B (``log p``
   drops by more than :data:`GROUNDED_DROP` on B itself). A grounded pair that misses it is one the mask's own
-  deletion cannot find the evidence of: B itself still gives the word (a blur keeps the tint of a large
-  object), or the word survives the object's pixels being replaced by B's (its outline stays). The share of baseline hits
-  tells a miss of the optimisation from a miss of the deletion.
+  deletion cannot find the evidence of: B itself still gives the word (a blur keeps a large object as a blob
+  of its colour), or the word survives the object's pixels being replaced by B's (its outline stays). The
+  share of baseline hits tells a miss of the optimisation from a miss of the deletion.
 
 The instruments (questions use the demo's shapes, colours and templates, so the demo models can read them).
 The first is the one settings are chosen on (:data:`TUNING`); the other three are never used for a choice
@@ -507,7 +507,8 @@ def summarise(name: str, details: list[dict[str, Any]], names: list[str]) -> dic
 
     Returns:
         ``pairs``, ``grounded`` (causally), ``ceiling_hits`` and ``object_ceiling`` (their share of the grounded
-        pairs), ``baseline_hits`` and ``baseline_ceiling`` (the same as the mask deletes), ``details``; under ``methods``, per explainer: ``maps``, ``on_target`` and ``on_other`` (counts),
+        pairs), ``baseline_hits`` and ``baseline_ceiling`` (the same as the mask deletes), ``details``; under
+        ``methods``, per explainer: ``maps``, ``on_target`` and ``on_other`` (counts),
         ``pointing_game`` (over grounded pairs, a missing map a miss), ``peak_on_other`` (over maps), ``unstable``
         (maps whose AUCs are left out of the means), the means of box mass (every map) and of the AUCs (stable
         maps) with bootstrap intervals and paired differences to the first explainer (``intervals``), and the
