@@ -101,10 +101,6 @@ class DrawnScene:
                 _draw_shape(draw, item.shape, item.box, fill)
         return canvas
 
-    def pixels(self, number: int) -> np.ndarray:
-        """``(H, W)`` bool: the pixels object ``number`` covers, where the scene differs from the scene without it."""
-        return (np.asarray(self.render()) != np.asarray(self.render(without=number))).any(-1)
-
 
 @dataclass(frozen=True)
 class InstrumentPair:
@@ -136,11 +132,12 @@ class InstrumentPair:
 
     def deleted(self, baseline: Image.Image) -> list[Image.Image]:
         """The scene with the queried object's pixels, then each other object's, replaced by ``baseline``'s: what
-        the mask's deletion does to exactly that object."""
+        the mask's deletion does to exactly that object. An object's pixels are where the scene differs from
+        :meth:`painted_out`'s scene without it."""
         image, fill = np.asarray(self.image), np.asarray(baseline.convert("RGB"))
         out = []
-        for number in self._order():
-            where, copy = self.scene.pixels(number), image.copy()
+        for without in self.painted_out():
+            where, copy = (image != np.asarray(without)).any(-1), image.copy()
             copy[where] = fill[where]
             out.append(Image.fromarray(copy))
         return out
