@@ -195,6 +195,10 @@ class RefineConfig:
     l1: float = 0.2
     """Sparsity, per pixel, in units of the largest score gradient per pixel: a superpixel that matters less than
     this fraction of the most important one is pushed back to 1 (kept), which clears the coarse mask's halo."""
+    noise: float = 0.0
+    """Std of the Gaussian noise added to this stage's composites (normalised pixel units). 0, the default: the
+    gradient per superpixel is then the same function of the mask from one iteration to the next, where the coarse
+    stage's noise (``optim.noise``) flipped its sign on small evidence (EXPERIMENTS.md, "noise in the fine stage")."""
     coarse_share: float = 0.01
     """The map is the coarse saliency gated by the fine stage's, ``coarse x ((1 - s) refined + s)``: the fine stage
     chooses the superpixels, the coarse mask grades them; ``s`` is the share of the coarse saliency left where the
@@ -203,7 +207,7 @@ class RefineConfig:
     def __post_init__(self) -> None:
         if self.stage not in ("none", "superpixel"):
             raise ValueError(f"refine.stage is none or superpixel, got {self.stage!r}")
-        _at_least("refine.", self, 0, "iterations", "l1")
+        _at_least("refine.", self, 0, "iterations", "l1", "noise")
         _at_least("refine.", self, 2, "segments")
         _fraction("refine.", self, "coarse_share")
         if self.step_size <= 0 or self.compactness <= 0:

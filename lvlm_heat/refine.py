@@ -83,7 +83,7 @@ class SuperpixelRefiner(LightningModule):
         prepared: The pair: its scorer and token groups.
         coarse: ``(G, 1, h, w)`` the coarse stage's final masks (1 = keep).
         labels: ``(H, W)`` long superpixel labels ``0 .. K - 1`` on the work grid over the whole image.
-        optim: The coarse stage's settings (integrated-gradient points, noise, insertion weight, momentum, seed).
+        optim: The coarse stage's settings (integrated-gradient points, insertion weight, seed).
         config: This stage's settings.
     """
 
@@ -126,8 +126,8 @@ class SuperpixelRefiner(LightningModule):
         return torch.optim.SGD([self.values], lr=1.0)
 
     def _noise(self, pixels: dict[str, Tensor], iteration: int, first: int) -> dict[str, Tensor]:
-        """Seeded noise per (iteration, composite), apart from the coarse stage's draws."""
-        if self.optim.noise == 0:
+        """Seeded noise of std ``refine.noise`` per (iteration, composite), apart from the coarse stage's draws."""
+        if self.config.noise == 0:
             return pixels
         out, generator = {}, torch.Generator(device=self.values.device)
         for slot, (key, value) in enumerate(pixels.items()):
@@ -135,7 +135,7 @@ class SuperpixelRefiner(LightningModule):
             for j in range(value.shape[0]):
                 generator.manual_seed(((self.optim.seed * 1013 + 7919 + iteration) * 100_003 + first + j) * 17 + slot)
                 draws.append(torch.randn(value.shape[1:], generator=generator, device=value.device))
-            out[key] = value + self.optim.noise * torch.stack(draws)
+            out[key] = value + self.config.noise * torch.stack(draws)
         return out
 
     def training_step(self, batch: Tensor, batch_idx: int) -> Tensor:

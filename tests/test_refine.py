@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 import torch
 from toy import ColourWordsAdapter, RedBoxAdapter, red_box_scene
@@ -124,8 +126,27 @@ def test_the_gate_keeps_the_coarse_peak_where_the_refined_mask_alone_ties_two_ob
     assert saliency[2] == 0  # the background was clear in the coarse map and stays so
 
 
+def test_the_fine_stage_draws_its_own_noise_and_none_by_default():
+    """``refine.noise`` (0 by default) is the fine stage's noise: the coarse stage's ``optim.noise`` does not reach
+    it, so with none the stage is a deterministic function of the coarse mask; with some, its scores move."""
+    config = ExplainConfig(optim=OPTIM)
+    prepared, coarse = _coarse(RedBoxAdapter(RED), config)
+    quiet = dataclasses.replace(OPTIM, noise=0.0)
+
+    def refined(optim: OptimConfig, noise: float) -> tuple[torch.Tensor, list[float]]:
+        result = refine_mask(prepared, coarse, optim, RefineConfig(iterations=2, noise=noise))
+        return result.masks, [step["refine/deletion"] for step in result.history[-2:]]
+
+    assert RefineConfig().noise == 0
+    plain = refined(quiet, 0.0)
+    assert torch.equal(refined(OPTIM, 0.0)[0], plain[0]) and refined(OPTIM, 0.0)[1] == plain[1]
+    noisy = refined(quiet, 0.5)
+    assert all(abs(a - b) > 1e-4 for a, b in zip(noisy[1], plain[1])), (noisy[1], plain[1])
+    assert refined(OPTIM, 0.5)[1] == noisy[1]  # seeded: the same draws again
+
+
 @pytest.mark.parametrize("field, value", [("stage", "fine"), ("iterations", -1), ("segments", 1), ("step_size", 0.0),
-                                          ("l1", -1.0), ("coarse_share", 1.5)])
+                                          ("l1", -1.0), ("coarse_share", 1.5), ("noise", -0.1)])
 def test_refine_settings_are_checked(field, value):
     with pytest.raises(ValueError, match="refine"):
         RefineConfig(**{field: value})
