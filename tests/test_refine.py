@@ -137,12 +137,13 @@ def test_the_fine_stage_draws_its_own_noise_and_none_by_default():
         result = refine_mask(prepared, coarse, optim, RefineConfig(iterations=2, noise=noise))
         return result.masks, [step["refine/deletion"] for step in result.history[-2:]]
 
+    # equal up to the float summation order, which a loaded machine's thread pool may change from call to call
     assert RefineConfig().noise == 0
-    plain = refined(quiet, 0.0)
-    assert torch.equal(refined(OPTIM, 0.0)[0], plain[0]) and refined(OPTIM, 0.0)[1] == plain[1]
+    plain, again = refined(quiet, 0.0), refined(OPTIM, 0.0)
+    assert torch.allclose(again[0], plain[0], atol=1e-5) and again[1] == pytest.approx(plain[1], rel=1e-5)
     noisy = refined(quiet, 0.5)
-    assert all(abs(a - b) > 1e-4 for a, b in zip(noisy[1], plain[1])), (noisy[1], plain[1])
-    assert refined(OPTIM, 0.5)[1] == noisy[1]  # seeded: the same draws again
+    assert all(abs(a - b) > 1e-3 * abs(b) for a, b in zip(noisy[1], plain[1])), (noisy[1], plain[1])
+    assert refined(OPTIM, 0.5)[1] == pytest.approx(noisy[1], rel=1e-5)  # seeded: the same draws again
 
 
 @pytest.mark.parametrize("field, value", [("stage", "fine"), ("iterations", -1), ("segments", 1), ("step_size", 0.0),
